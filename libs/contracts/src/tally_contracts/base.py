@@ -1,0 +1,70 @@
+"""The base of every message body, and the pieces several topics share."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tally_contracts.money import Money, StrictDecimal
+
+# Identifiers are free text chosen by upstream systems, kept to a sane size.
+Identifier = str
+ID_FIELD = {"min_length": 1, "max_length": 200}
+
+
+class MessageData(BaseModel):
+    """The `data` of a message. Subclasses are registered by their class name (the `type`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    is_command: ClassVar[bool] = False
+    registry: ClassVar[dict[str, type[MessageData]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        MessageData.registry[cls.__name__] = cls
+
+    @classmethod
+    def message_type(cls) -> str:
+        return cls.__name__
+
+
+class Command(MessageData):
+    """A request that is answered by events or by CommandRejected."""
+
+    is_command: ClassVar[bool] = True
+
+
+LineKind = Literal["subscription", "usage", "one_time", "adjustment"]
+
+
+class Line(BaseModel):
+    """One line of an invoice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line_id: str = Field(description="Unique within the invoice.", **ID_FIELD)
+    kind: LineKind = Field(description="subscription, usage, one_time or adjustment.")
+    description: str = Field(description="What the customer reads on the invoice.", max_length=500)
+    amount: Money = Field(description="Line amount, rounded to the currency's minor unit.")
+    service: str | None = Field(default=None, description="Service rated (usage) or analysed.")
+    unit: str | None = Field(default=None, description="Unit of the quantity, e.g. minute, GB.")
+    quantity: StrictDecimal | None = Field(default=None, description="Quantity consumed.")
+    unit_price: StrictDecimal | None = Field(default=None, description="Price per unit.")
+    destination: str | None = Field(default=None, description="Destination prefix, e.g. 44.")
+    subscription_id: str | None = Field(default=None, description="Subscription billed.")
+    tax_code: str | None = Field(default=None, description="Tax code of an adjustment.")
+    rule_id: str | None = Field(default=None, description="Rule that made an adjustment.")
+    late: bool = Field(
+        default=False, description="Usage from an earlier, already closed period (extension)."
+    )
+
+
+class CommandRejected(MessageData):
+    """A command broke a business rule; nothing was changed."""
+
+    command_id: str = Field(description="Id of the rejected command message.")
+    command_type: str = Field(description="Type of the rejected command.")
+    code: str = Field(description="Stable machine-readable code, e.g. unknown_invoice.")
+    reason: str = Field(description="A sentence a person can act on.")

@@ -1,0 +1,108 @@
+"""The envelope every message travels in, and parsing by `type`.
+
+`Envelope.model_validate_json(raw)` picks the body model from the envelope's `type`
+(the registry of `MessageData` subclasses): an unknown type or a malformed body is a
+pydantic `ValidationError` that names the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Generic, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
+
+from tally_contracts import credits, invoicing, payments, rules, usage  # noqa: F401  (registers)
+from tally_contracts.base import MessageData
+
+D = TypeVar("D", bound=MessageData)
+MAX_MESSAGE_BYTES = 1_000_000
+
+
+class Envelope(BaseModel, Generic[D]):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: uuid.UUID = Field(description="Unique per message; the idempotency key.")
+    type: str = Field(description="Message type; selects the model of `data`.")
+    version: int = Field(default=1, ge=1, le=1, description="Contract version.")
+    occurred_at: AwareDatetime = Field(description="When it happened (RFC 3339, UTC).")
+    customer_id: str | None = Field(
+        description="Customer; null for configuration messages.", max_length=200
+    )
+    correlation_id: str | None = Field(default=None, description="Id of the flow's first command.")
+    causation_id: str | None = Field(default=None, description="Id of the direct cause.")
+    data: SerializeAsAny[D] = Field(description="The message body.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _body_by_type(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        type_name = values.get("type")
+        body = values.get("data")
+        model = MessageData.registry.get(type_name) if isinstance(type_name, str) else None
+        if model is None:
+            raise ValueError(f"unknown message type {type_name!r}")
+        if isinstance(body, MessageData):
+            if not isinstance(body, model):
+                raise ValueError(f"data is a {type(body).__name__}, type says {type_name}")
+            return values
+        return {**values, "data": model.model_validate(body)}
+
+    @field_serializer("occurred_at")
+    def _utc(self, value: dt.datetime) -> str:
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+    @classmethod
+    def new(
+        cls,
+        data: D,
+        *,
+        customer_id: str | None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        occurred_at: dt.datetime | None = None,
+        message_id: uuid.UUID | None = None,
+    ) -> Envelope[D]:
+        mid = message_id or uuid.uuid4()
+        return Envelope[D](
+            id=mid,
+            type=data.message_type(),
+            occurred_at=occurred_at or dt.datetime.now(dt.UTC),
+            customer_id=customer_id,
+            correlation_id=correlation_id or str(mid),
+            causation_id=causation_id,
+            data=data,
+        )
+
+    def reply(self, data: MessageData, *, customer_id: str | None = None) -> Envelope[Any]:
+        """A message caused by this one: same correlation, causation = this id."""
+        return Envelope.new(
+            data,
+            customer_id=self.customer_id if customer_id is None else customer_id,
+            correlation_id=self.correlation_id or str(self.id),
+            causation_id=str(self.id),
+        )
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def parse_message(raw: bytes | str) -> Envelope[Any]:
+    """Parse one message value; raises `ValidationError` (or ValueError for size)."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(raw)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+    return Envelope[Any].model_validate_json(raw)
+
+
+__all__ = ["MAX_MESSAGE_BYTES", "Envelope", "ValidationError", "parse_message"]

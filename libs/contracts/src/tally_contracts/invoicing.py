@@ -1,0 +1,120 @@
+"""Topics `invoicing.commands` and `invoicing.events`."""
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tally_contracts.base import ID_FIELD, Command, Line, MessageData
+from tally_contracts.money import CurrencyCode, Money, StrictDecimal
+
+InvoiceStatus = Literal["pending", "closed", "posted", "paid", "voided"]
+
+
+class UpsertCustomer(Command):
+    currency: CurrencyCode = Field(description="Currency the customer is invoiced in.")
+    name: str | None = Field(default=None, description="Display name.", max_length=200)
+    billing_day: int = Field(default=1, ge=1, le=28, description="Day of month a period starts.")
+    price_list_id: str | None = Field(default=None, description='Price list; "default" if unset.')
+
+
+class Price(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service: str = Field(description="Service priced.", min_length=1)
+    unit: str = Field(description="Unit priced.", min_length=1)
+    unit_price: StrictDecimal = Field(description="Price per unit (decimal string).", ge=0)
+    currency: CurrencyCode = Field(description="Currency of the price.")
+    destination_prefix: str | None = Field(
+        default=None, description="Destination prefix; the longest matching prefix wins."
+    )
+
+
+class PutPriceList(Command):
+    price_list_id: str = Field(description='Price list id; "default" is the fallback.', **ID_FIELD)
+    prices: list[Price] = Field(description="Prices by service, unit and destination prefix.")
+
+
+class CreateSubscription(Command):
+    subscription_id: str = Field(description="Subscription id.", **ID_FIELD)
+    name: str = Field(description="Shown on the invoice line.", max_length=200)
+    fee: Money = Field(description="Fee per billing period.")
+    starts_on: dt.date = Field(description="First day billed.")
+
+
+class CancelSubscription(Command):
+    subscription_id: str = Field(description="Subscription id.", **ID_FIELD)
+    ends_on: dt.date = Field(description="Last day billed.")
+
+
+class AddCharge(Command):
+    charge_id: str = Field(description="Charge id.", **ID_FIELD)
+    description: str = Field(description="Shown on the invoice line.", max_length=500)
+    amount: Money = Field(description="Charge amount (may be negative: a service-break refund).")
+    invoice_now: bool = Field(
+        default=True, description="True: own invoice, closed at once; false: on the next invoice."
+    )
+
+
+class RunBilling(Command):
+    as_of: dt.date = Field(description="Close every pending invoice whose period ended by this date.")
+
+
+class CloseInvoice(Command):
+    invoice_id: str = Field(description="Invoice to close.", **ID_FIELD)
+
+
+class VoidInvoice(Command):
+    invoice_id: str = Field(description="Posted or paid invoice to void.", **ID_FIELD)
+    reason: str = Field(default="", description="Why it is voided.", max_length=500)
+
+
+class RegenerateInvoice(Command):
+    invoice_id: str = Field(description="Voided invoice to regenerate.", **ID_FIELD)
+
+
+class CustomerUpserted(MessageData):
+    currency: CurrencyCode = Field(description="Currency the customer is invoiced in.")
+    name: str | None = Field(default=None, description="Display name.")
+    billing_day: int = Field(description="Day of month a period starts.")
+    price_list_id: str | None = Field(default=None, description="Price list used.")
+
+
+class InvoiceCreated(MessageData):
+    invoice_id: str = Field(description="New invoice.")
+    currency: CurrencyCode = Field(description="Invoice currency.")
+    status: Literal["pending", "closed"] = Field(description="pending (metered) or closed.")
+    period_start: dt.date = Field(description="First day of the period.")
+    period_end: dt.date = Field(description="Last day of the period.")
+    regenerated_from: str | None = Field(default=None, description="Voided invoice it replaces.")
+
+
+class InvoiceClosed(MessageData):
+    invoice_id: str = Field(description="Closed invoice.")
+    currency: CurrencyCode = Field(description="Invoice currency.")
+    lines: list[Line] = Field(description="Every line of the invoice.")
+    subtotal: Money = Field(description="Sum of the lines.")
+    period_start: dt.date | None = Field(default=None, description="First day of the period.")
+    period_end: dt.date | None = Field(default=None, description="Last day of the period.")
+    regenerated_from: str | None = Field(default=None, description="Voided invoice it replaces.")
+
+
+class InvoiceFinalized(MessageData):
+    invoice_id: str = Field(description="Posted invoice.")
+    currency: CurrencyCode = Field(description="Invoice currency.")
+    issued_on: dt.date = Field(description="Date the invoice was posted.")
+    lines: list[Line] = Field(description="Every line, adjustments included.")
+    total: Money = Field(description="Final total; may be negative.")
+    rule_set_id: str | None = Field(description="Rule set evaluated (null: none applied).")
+    rule_set_version: int | None = Field(description="Version of that rule set.")
+    regenerated_from: str | None = Field(default=None, description="Voided invoice it replaces.")
+
+
+class InvoiceVoided(MessageData):
+    invoice_id: str = Field(description="Voided invoice.")
+    reason: str = Field(description="Why.")
+
+
+class InvoiceStatusChanged(MessageData):
+    invoice_id: str = Field(description="Invoice.")
+    status: InvoiceStatus = Field(description="New status.")

@@ -1,0 +1,90 @@
+"""Topics `rules.commands` and `rules.events`.
+
+The shapes here are structural; the rules service validates a rule set as a whole
+(units only for one service, percentages, known destination groups, ...) and answers
+CommandRejected naming the rule and the field.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tally_contracts.base import ID_FIELD, Command, Line, MessageData
+from tally_contracts.money import StrictDecimal
+
+TransactionType = Literal["subscription", "usage", "one_time"]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Analyze(_Part):
+    scope: Literal["total", "transaction_type", "service"] = Field(description="What is measured.")
+    transaction_type: TransactionType | None = Field(default=None, description="For that scope.")
+    service: str | None = Field(default=None, description="For scope service.")
+    destination_group: str | None = Field(
+        default=None, description="Limit a service scope to a named destination group."
+    )
+
+
+class ApplyTo(_Part):
+    scope: Literal["total", "transaction_type", "service", "subscription"] = Field(
+        description="Charges a percentage is taken of, and a promotion is capped by."
+    )
+    transaction_type: TransactionType | None = Field(default=None, description="For that scope.")
+    service: str | None = Field(default=None, description="For scope service.")
+    subscription_id: str | None = Field(default=None, description="For scope subscription.")
+
+
+class Condition(_Part):
+    threshold: StrictDecimal = Field(description="Threshold on the analysed measure.")
+    value: StrictDecimal | None = Field(
+        default=None, description="Amount or percentage (promotion, penalty); none for minimum."
+    )
+
+
+class Rule(_Part):
+    rule_id: str = Field(description="Rule id, unique in the set.", **ID_FIELD)
+    type: Literal["promotion", "minimum_amount", "penalty"] = Field(description="Rule type.")
+    title: str = Field(description="Transaction title shown on the adjustment line.")
+    tax_code: str | None = Field(default=None, description="Tax code of the adjustment line.")
+    analyze: Analyze = Field(description="What the conditions are measured on.")
+    measure: Literal["money", "units"] = Field(default="money", description="Money or units.")
+    value_type: Literal["amount", "percentage"] | None = Field(
+        default=None, description="Promotion and penalty: a fixed amount or a percentage."
+    )
+    conditions: list[Condition] = Field(description="Thresholds (tiers).", min_length=1)
+    apply_to: ApplyTo | None = Field(default=None, description="Charges the value applies to.")
+
+
+class PutRuleSet(Command):
+    rule_set_id: str = Field(description="Rule set id.", **ID_FIELD)
+    name: str = Field(description="Display name.")
+    is_default: bool = Field(default=False, description="Applies to customers with no assignment.")
+    destination_groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="Group name → destination prefixes."
+    )
+    rules: list[Rule] = Field(description="Ordered rules; each sees earlier rules' lines.")
+
+
+class AssignRuleSet(Command):
+    rule_set_id: str = Field(description="Rule set assigned to the envelope's customer.", **ID_FIELD)
+
+
+class RuleSetChanged(MessageData):
+    rule_set_id: str = Field(description="Rule set id.")
+    name: str = Field(description="Display name.")
+    version: int = Field(description="New version number.")
+    is_default: bool = Field(description="Whether it is the default set.")
+
+
+class RuleSetAssigned(MessageData):
+    rule_set_id: str = Field(description="Rule set now assigned to the customer.")
+
+
+class InvoiceAdjusted(MessageData):
+    invoice_id: str = Field(description="Closed invoice evaluated.")
+    rule_set_id: str | None = Field(description="Rule set evaluated (null: none applies).")
+    rule_set_version: int | None = Field(description="Its version.")
+    lines: list[Line] = Field(description="Adjustment lines; may be empty.")
