@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tally_contracts.money import Money, StrictDecimal
 
-# Identifiers are free text chosen by upstream systems, kept to a sane size.
-Identifier = str
-ID_FIELD = {"min_length": 1, "max_length": 200}
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+"""An id chosen by upstream systems: free text, kept to a sane size."""
 
 
 class MessageData(BaseModel):
@@ -21,8 +20,9 @@ class MessageData(BaseModel):
     is_command: ClassVar[bool] = False
     registry: ClassVar[dict[str, type[MessageData]]] = {}
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
         MessageData.registry[cls.__name__] = cls
 
     @classmethod
@@ -44,7 +44,7 @@ class Line(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    line_id: str = Field(description="Unique within the invoice.", **ID_FIELD)
+    line_id: Identifier = Field(description="Unique within the invoice.")
     kind: LineKind = Field(description="subscription, usage, one_time or adjustment.")
     description: str = Field(description="What the customer reads on the invoice.", max_length=500)
     amount: Money = Field(description="Line amount, rounded to the currency's minor unit.")
@@ -56,9 +56,7 @@ class Line(BaseModel):
     subscription_id: str | None = Field(default=None, description="Subscription billed.")
     tax_code: str | None = Field(default=None, description="Tax code of an adjustment.")
     rule_id: str | None = Field(default=None, description="Rule that made an adjustment.")
-    late: bool = Field(
-        default=False, description="Usage from an earlier, already closed period (extension)."
-    )
+    late: bool = Field(default=False, description="Usage from an earlier, already closed period (extension).")
 
 
 class CommandRejected(MessageData):

@@ -5,14 +5,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from tally_contracts.base import ID_FIELD, Command, MessageData
+from tally_contracts.base import Command, Identifier, MessageData
 from tally_contracts.money import CurrencyCode, Money, StrictDecimal
 
 GrantKind = Literal["promotional", "manual"]
 
 
 class GrantCredit(Command):
-    grant_id: str = Field(description="Grant id.", **ID_FIELD)
+    grant_id: Identifier = Field(description="Grant id.")
     kind: GrantKind = Field(description="promotional, or a manual credit-balance entry.")
     amount: Money = Field(description="Amount; a manual entry may be negative.")
     source: Literal["promo_code", "referral", "manual", "refund", "other"] = Field(
@@ -23,16 +23,17 @@ class GrantCredit(Command):
         default=None, description="Last day the credit can be used (promotional)."
     )
     apply_to_existing: bool = Field(
-        default=True, description="Pay unpaid posted invoices at once; false waits for ApplyCredits."
+        default=True,
+        description="Pay unpaid posted invoices at once; false waits for ApplyCredits.",
     )
 
 
 class DeleteCreditEntry(Command):
-    grant_id: str = Field(description="Grant or manual entry to delete (no part used).", **ID_FIELD)
+    grant_id: Identifier = Field(description="Grant or manual entry to delete (no part used).")
 
 
 class ChangeCreditCurrency(Command):
-    grant_id: str = Field(description="Unused grant to convert.", **ID_FIELD)
+    grant_id: Identifier = Field(description="Unused grant to convert.")
     currency: CurrencyCode = Field(description="New currency.")
     rate: StrictDecimal = Field(description="Units of the new currency per unit of the old.", gt=0)
 

@@ -36,9 +36,7 @@ class Envelope(BaseModel, Generic[D]):
     type: str = Field(description="Message type; selects the model of `data`.")
     version: int = Field(default=1, ge=1, le=1, description="Contract version.")
     occurred_at: AwareDatetime = Field(description="When it happened (RFC 3339, UTC).")
-    customer_id: str | None = Field(
-        description="Customer; null for configuration messages.", max_length=200
-    )
+    customer_id: str | None = Field(description="Customer; null for configuration messages.", max_length=200)
     correlation_id: str | None = Field(default=None, description="Id of the flow's first command.")
     causation_id: str | None = Field(default=None, description="Id of the direct cause.")
     data: SerializeAsAny[D] = Field(description="The message body.")

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tally_contracts.base import ID_FIELD, Command, Line, MessageData
+from tally_contracts.base import Command, Identifier, Line, MessageData
 from tally_contracts.money import CurrencyCode, Money, StrictDecimal
 
 InvoiceStatus = Literal["pending", "closed", "posted", "paid", "voided"]
@@ -31,24 +31,24 @@ class Price(BaseModel):
 
 
 class PutPriceList(Command):
-    price_list_id: str = Field(description='Price list id; "default" is the fallback.', **ID_FIELD)
+    price_list_id: Identifier = Field(description='Price list id; "default" is the fallback.')
     prices: list[Price] = Field(description="Prices by service, unit and destination prefix.")
 
 
 class CreateSubscription(Command):
-    subscription_id: str = Field(description="Subscription id.", **ID_FIELD)
+    subscription_id: Identifier = Field(description="Subscription id.")
     name: str = Field(description="Shown on the invoice line.", max_length=200)
     fee: Money = Field(description="Fee per billing period.")
     starts_on: dt.date = Field(description="First day billed.")
 
 
 class CancelSubscription(Command):
-    subscription_id: str = Field(description="Subscription id.", **ID_FIELD)
+    subscription_id: Identifier = Field(description="Subscription id.")
     ends_on: dt.date = Field(description="Last day billed.")
 
 
 class AddCharge(Command):
-    charge_id: str = Field(description="Charge id.", **ID_FIELD)
+    charge_id: Identifier = Field(description="Charge id.")
     description: str = Field(description="Shown on the invoice line.", max_length=500)
     amount: Money = Field(description="Charge amount (may be negative: a service-break refund).")
     invoice_now: bool = Field(
@@ -61,16 +61,16 @@ class RunBilling(Command):
 
 
 class CloseInvoice(Command):
-    invoice_id: str = Field(description="Invoice to close.", **ID_FIELD)
+    invoice_id: Identifier = Field(description="Invoice to close.")
 
 
 class VoidInvoice(Command):
-    invoice_id: str = Field(description="Posted or paid invoice to void.", **ID_FIELD)
+    invoice_id: Identifier = Field(description="Posted or paid invoice to void.")
     reason: str = Field(default="", description="Why it is voided.", max_length=500)
 
 
 class RegenerateInvoice(Command):
-    invoice_id: str = Field(description="Voided invoice to regenerate.", **ID_FIELD)
+    invoice_id: Identifier = Field(description="Voided invoice to regenerate.")
 
 
 class CustomerUpserted(MessageData):

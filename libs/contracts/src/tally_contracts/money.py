@@ -24,8 +24,8 @@ class CurrencyMismatch(ValueError):
 
 
 def _strict_decimal(value: Any) -> Decimal:
-    if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError("must be a decimal string such as \"12.50\", not a float")
+    if isinstance(value, (bool, float)):
+        raise ValueError('must be a decimal string such as "12.50", not a float')
     if isinstance(value, int):
         value = Decimal(value)
     if isinstance(value, str):
@@ -34,7 +34,7 @@ def _strict_decimal(value: Any) -> Decimal:
         except InvalidOperation:
             raise ValueError(f"{value!r} is not a decimal number") from None
     if not isinstance(value, Decimal):
-        raise ValueError("must be a decimal string such as \"12.50\"")
+        raise ValueError('must be a decimal string such as "12.50"')
     if not value.is_finite():
         raise ValueError("must be a finite number")
     if abs(value) >= MAX_ABS_AMOUNT:

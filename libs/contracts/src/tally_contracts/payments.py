@@ -5,14 +5,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from tally_contracts.base import ID_FIELD, Command, MessageData
+from tally_contracts.base import Command, Identifier, MessageData
 from tally_contracts.money import Money
 
 PaymentMethod = Literal["cash", "check", "bank_transfer", "other"]
 
 
 class RecordOfflinePayment(Command):
-    payment_id: str = Field(description="Payment id.", **ID_FIELD)
+    payment_id: Identifier = Field(description="Payment id.")
     invoice_id: str | None = Field(default=None, description="Invoice paid; none: credit balance.")
     amount: Money = Field(description="Amount received (positive).")
     method: PaymentMethod = Field(description="cash, check, bank_transfer or other.")
@@ -21,19 +21,19 @@ class RecordOfflinePayment(Command):
 
 
 class ReversePayment(Command):
-    payment_id: str = Field(description="Payment to reverse (a bounced check).", **ID_FIELD)
+    payment_id: Identifier = Field(description="Payment to reverse (a bounced check).")
     reason: str = Field(description="Why.")
 
 
 class DeductPromotionalCredits(Command):
-    deduction_id: str = Field(description="Deduction id.", **ID_FIELD)
+    deduction_id: Identifier = Field(description="Deduction id.")
     amount: Money = Field(description="Amount to deduct from promotional credits (positive).")
     reason: str = Field(description="Why.")
     grant_id: str | None = Field(default=None, description="Grant to deduct from; none: any.")
 
 
 class RefundCreditBalance(Command):
-    refund_id: str = Field(description="Refund id.", **ID_FIELD)
+    refund_id: Identifier = Field(description="Refund id.")
     amount: Money = Field(description="Amount to pay back out of the credit balance (positive).")
     method: PaymentMethod = Field(description="How it is paid out.")
     reference: str | None = Field(default=None, description="Reference.")

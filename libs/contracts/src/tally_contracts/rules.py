@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tally_contracts.base import ID_FIELD, Command, Line, MessageData
+from tally_contracts.base import Command, Identifier, Line, MessageData
 from tally_contracts.money import StrictDecimal
 
 TransactionType = Literal["subscription", "usage", "one_time"]
@@ -45,7 +45,7 @@ class Condition(_Part):
 
 
 class Rule(_Part):
-    rule_id: str = Field(description="Rule id, unique in the set.", **ID_FIELD)
+    rule_id: Identifier = Field(description="Rule id, unique in the set.")
     type: Literal["promotion", "minimum_amount", "penalty"] = Field(description="Rule type.")
     title: str = Field(description="Transaction title shown on the adjustment line.")
     tax_code: str | None = Field(default=None, description="Tax code of the adjustment line.")
@@ -59,7 +59,7 @@ class Rule(_Part):
 
 
 class PutRuleSet(Command):
-    rule_set_id: str = Field(description="Rule set id.", **ID_FIELD)
+    rule_set_id: Identifier = Field(description="Rule set id.")
     name: str = Field(description="Display name.")
     is_default: bool = Field(default=False, description="Applies to customers with no assignment.")
     destination_groups: dict[str, list[str]] = Field(
@@ -69,7 +69,7 @@ class PutRuleSet(Command):
 
 
 class AssignRuleSet(Command):
-    rule_set_id: str = Field(description="Rule set assigned to the envelope's customer.", **ID_FIELD)
+    rule_set_id: Identifier = Field(description="Rule set assigned to the envelope's customer.")
 
 
 class RuleSetChanged(MessageData):

@@ -51,9 +51,7 @@ TOPIC_MESSAGES: Final[dict[str, frozenset[str]]] = {
         CommandRejected,
     ),
     RULES_COMMANDS: _types(rules.PutRuleSet, rules.AssignRuleSet),
-    RULES_EVENTS: _types(
-        rules.RuleSetChanged, rules.RuleSetAssigned, rules.InvoiceAdjusted, CommandRejected
-    ),
+    RULES_EVENTS: _types(rules.RuleSetChanged, rules.RuleSetAssigned, rules.InvoiceAdjusted, CommandRejected),
     CREDITS_COMMANDS: _types(
         credits.GrantCredit,
         credits.DeleteCreditEntry,

@@ -1,0 +1,60 @@
+# Tally — the two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+export TALLY_TEST_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(or $(TALLY_KAFKA_PORT),9092)
+export TALLY_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:$(or $(TALLY_PG_PORT),5432)/postgres
+
+.PHONY: help setup infra infra-down lint test test-fast demo up down status bench clean
+
+help:
+	@echo "make demo   set everything up, start Kafka, PostgreSQL and the four services, play a demo"
+	@echo "make test   set everything up and run lint, type checks, unit, integration and e2e tests"
+	@echo "make up / make down / make status   the whole stack in the background"
+	@echo "make bench  benchmarks (bench/)"
+
+setup:  ## Python, uv and every dependency (locked)
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user "uv>=0.9,<0.10" \
+		|| python3 -m pip install --quiet --break-system-packages "uv>=0.9,<0.10"
+	@$(UV) sync --frozen --quiet
+
+infra:  ## Kafka (Maven Central artifacts) and PostgreSQL (Debian binaries) on 127.0.0.1
+	@deploy/local/kafka.sh start
+	@TALLY_PG_FAST=$${TALLY_PG_FAST:-1} deploy/local/postgres.sh start
+
+infra-down:
+	@deploy/local/kafka.sh stop
+	@deploy/local/postgres.sh stop
+
+lint: setup
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy libs services tests
+
+test: setup infra lint
+	$(UV) run pytest
+
+test-fast: setup  ## only the pure tests: no Kafka, no PostgreSQL
+	$(UV) run pytest -m "not integration and not e2e"
+
+up: setup infra
+	@deploy/local/stack.sh start
+
+down:
+	@deploy/local/stack.sh stop
+	@deploy/local/kafka.sh stop
+	@deploy/local/postgres.sh stop
+
+status:
+	@deploy/local/kafka.sh status || true
+	@deploy/local/postgres.sh status || true
+	@deploy/local/stack.sh status || true
+
+demo: up  ## for now: the whole stack up and healthy; the scripted month arrives with the CLI
+	@deploy/local/stack.sh status
+
+bench: setup infra
+	$(UV) run python -m bench
+
+clean: down
+	rm -rf .local

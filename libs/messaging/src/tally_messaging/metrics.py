@@ -1,0 +1,26 @@
+"""Prometheus metrics shared by every service (prometheus-client)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HANDLED = Counter(
+    "tally_messages_handled_total",
+    "Messages handled, by outcome (applied, duplicate, rejected, dead_lettered, ignored).",
+    ["service", "topic", "type", "outcome"],
+)
+FAILED = Counter(
+    "tally_messages_failed_total",
+    "Handler attempts that failed and will be retried.",
+    ["service", "topic", "type"],
+)
+HANDLER_SECONDS = Histogram(
+    "tally_handler_seconds",
+    "Time to handle one message or batch, transaction included.",
+    ["service", "topic"],
+)
+OUTBOX_BACKLOG = Gauge("tally_outbox_backlog", "Outbox rows not yet published.", ["service"])
+RELAYED = Counter("tally_outbox_relayed_total", "Outbox rows published to Kafka.", ["service"])
+CONSUMER_LAG = Gauge(
+    "tally_consumer_lag",
+    "High watermark minus position, per partition.",
+    ["service", "topic", "partition"],
+)

@@ -1,0 +1,145 @@
+"""Transactional outbox: rows written with the state change, published by the relay.
+
+The relay is one task per service instance; a PostgreSQL advisory lock makes only one
+instance relay at a time, which keeps rows in id order, so per-key order holds. It
+sends a batch with an idempotent producer (acks=all), waits for every ack, then deletes
+the batch. Per-key order holds because every handler transaction takes a per-key lock
+before writing (see `transaction.py`), so one key's rows get ids in commit order. A crash between send and delete re-sends: consumers drop the duplicate by
+message id in their inbox. LISTEN/NOTIFY wakes it at once; a poll covers missed wakes.
+"""
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from tally_messaging import faults
+from tally_messaging.db import DbConnection
+from tally_messaging.metrics import OUTBOX_BACKLOG, RELAYED
+
+log = structlog.get_logger()
+_RELAY_LOCK_KEY = 0x7A11_0002
+_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    topic: str
+    key: str
+    type: str
+    payload: bytes
+
+
+async def write_outbox(conn: DbConnection, rows: list[OutboxRow]) -> None:
+    if not rows:
+        return
+    await conn.executemany(
+        "insert into tally_outbox (topic, key, type, payload) values ($1, $2, $3, $4)",
+        [(r.topic, r.key, r.type, r.payload) for r in rows],
+    )
+
+
+class OutboxRelay:
+    def __init__(self, service: str, dsn: str, bootstrap: str, batch_size: int = 1000) -> None:
+        self._service = service
+        self._dsn = dsn
+        self._bootstrap = bootstrap
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.healthy = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run_forever(), name=f"{self._service}-outbox-relay")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, timeout=10)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run_forever(self) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            before_sleep=lambda rs: log.warning(
+                "outbox relay failed; retrying", error=repr(rs.outcome and rs.outcome.exception())
+            ),
+        ):
+            with attempt:
+                self.healthy = False
+                await self._run()
+                return
+
+    async def _run(self) -> None:
+        conn = await asyncpg.connect(self._dsn)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            client_id=f"{self._service}-relay",
+        )
+        try:
+            await conn.add_listener("tally_outbox", lambda *_: self._wake.set())
+            await producer.start()
+            # Only one instance relays; the others wait here (and take over on its death).
+            while not await conn.fetchval("select pg_try_advisory_lock($1)", _RELAY_LOCK_KEY):
+                self.healthy = True
+                if await self._sleep(_POLL_SECONDS):
+                    return
+            self.healthy = True
+            while not self._stopping.is_set():
+                sent = await self._relay_batch(conn, producer)
+                if sent < self._batch_size and await self._sleep(_POLL_SECONDS):
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait for a wake-up or the poll interval; True when stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+        return self._stopping.is_set()
+
+    async def _relay_batch(self, conn: DbConnection, producer: AIOKafkaProducer) -> int:
+        rows = await conn.fetch(
+            "select id, topic, key, type, payload from tally_outbox order by id limit $1",
+            self._batch_size,
+        )
+        if not rows:
+            OUTBOX_BACKLOG.labels(self._service).set(0)
+            return 0
+        faults.reach("relay_before_publish")
+        futures = [
+            await producer.send(
+                r["topic"],
+                value=bytes(r["payload"]),
+                key=r["key"].encode(),
+                headers=[("type", r["type"].encode())],
+            )
+            for r in rows
+        ]
+        await asyncio.gather(*futures)
+        faults.reach("relay_before_delete")
+        # Exact ids: a row with a smaller id may commit later (another key) and is still due.
+        await conn.execute("delete from tally_outbox where id = any($1::bigint[])", [r["id"] for r in rows])
+        RELAYED.labels(self._service).inc(len(rows))
+        backlog = await conn.fetchval("select count(*) from tally_outbox")
+        OUTBOX_BACKLOG.labels(self._service).set(backlog)
+        return len(rows)

@@ -1,0 +1,242 @@
+"""A Tally service process: FastStream subscribers wired to exactly-once handlers, the
+outbox relay, migrations at start, and `/health` + `/metrics` over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import structlog
+import uvicorn
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tally_messaging.logs import configure_logging
+from tally_messaging.migrations import apply_migrations
+from tally_messaging.outbox import OutboxRelay
+from tally_messaging.processing import (
+    BatchHandler,
+    Handler,
+    RecordProcessor,
+    Stopping,
+    TopicRoute,
+)
+from tally_messaging.settings import DEFAULT_PORTS, ServiceSettings
+from tally_messaging.topic_admin import ensure_topics
+from tally_messaging.transaction import RawRecord
+
+log = structlog.get_logger()
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Service:
+    def __init__(
+        self,
+        name: str,
+        *,
+        events_topic: str,
+        migrations_package: str | None = None,
+        settings: ServiceSettings | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings or ServiceSettings()
+        self.events_topic = events_topic
+        self.migrations_package = migrations_package or name
+        self.routes: dict[str, TopicRoute] = {}
+        self.http_routes: list[Route] = []
+        self._pool: asyncpg.Pool | None = None
+        self._broker: KafkaBroker | None = None
+        self._relay: OutboxRelay | None = None
+        self._server: uvicorn.Server | None = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.http_port = self.settings.http_port or DEFAULT_PORTS.get(name, 8080)
+
+    # -- declaring -------------------------------------------------------------------
+
+    def _route(self, topic: str) -> TopicRoute:
+        return self.routes.setdefault(topic, TopicRoute(logical_topic=topic, handlers={}))
+
+    def consumes(self, *topics: str) -> None:
+        """Subscribe to `topics` (validation and the DLQ apply even before any handler)."""
+        for topic in topics:
+            self._route(topic)
+
+    def handles(self, topic: str, *types: type[Any]) -> Callable[[Handler], Handler]:
+        """Register `handler` for messages of `types` arriving on `topic`."""
+
+        def register(handler: Handler) -> Handler:
+            route = self._route(topic)
+            for t in types:
+                route.handlers[t.message_type()] = handler
+            return handler
+
+        return register
+
+    def handles_batch(self, topic: str, type_: type[Any]) -> Callable[[BatchHandler], BatchHandler]:
+        """Register a handler that receives every `type_` message of a fetched batch at once."""
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            route = self._route(topic)
+            route.batch_handler = handler
+            route.batch_type = type_.message_type()
+            return handler
+
+        return register
+
+    def get(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        def register(endpoint: Endpoint) -> Endpoint:
+            self.http_routes.append(Route(path, endpoint, methods=["GET"]))
+            return endpoint
+
+        return register
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._pool
+
+    # -- running ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        dsn = s.dsn(self.name)
+        self._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=s.pool_max_size)
+        async with self._pool.acquire() as conn:
+            await apply_migrations(conn, "tally_messaging", "sql")
+            await apply_migrations(conn, self.migrations_package)
+        await ensure_topics(s.kafka_bootstrap, s.topic_prefix)
+        self._relay = OutboxRelay(self.name, dsn, s.kafka_bootstrap, s.relay_batch_size)
+        self._relay.start()
+        self._broker = KafkaBroker(s.kafka_bootstrap, client_id=self.name, logger=None)
+        for route in self.routes.values():
+            self._subscribe(route)
+        await self._broker.start()
+        await self._start_http()
+        log.info("service started", http_port=self.http_port, topics=list(self.routes))
+
+    def _subscribe(self, route: TopicRoute) -> None:
+        assert self._broker is not None and self._pool is not None
+        s = self.settings
+        processor = RecordProcessor(
+            service=self.name,
+            pool=self._pool,
+            route=route,
+            consumer=f"{self.name}:{route.logical_topic}",
+            events_topic=s.topic(self.events_topic),
+            topic_prefix=s.topic_prefix,
+            is_stopping=lambda: self._stopping,
+        )
+        subscriber = self._broker.subscriber(
+            s.topic(route.logical_topic),
+            group_id=f"{s.group_prefix}{self.name}.{route.logical_topic}",
+            batch=True,
+            max_records=s.batch_max_records,
+            batch_timeout_ms=100,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_raw_body,
+            title=f"{self.name}:{route.logical_topic}",
+        )
+
+        async def on_batch(body: list[Any], msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            consumer_records = raw if isinstance(raw, tuple) else (raw,)
+            records = [
+                RawRecord(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in consumer_records
+            ]
+            try:
+                await processor.process(records)
+            except Stopping:
+                await msg.nack()  # not committed: redelivered after restart
+                return
+            await msg.ack()
+
+        subscriber(on_batch)
+
+    async def _start_http(self) -> None:
+        app = Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route("/metrics", _metrics, methods=["GET"]),
+                *self.http_routes,
+            ]
+        )
+        app.state.service = self
+        config = uvicorn.Config(
+            app,
+            host=self.settings.http_host,
+            port=self.http_port,
+            log_level="warning",
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._server_task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._server_task.done():
+                self._server_task.result()
+                raise RuntimeError(f"HTTP server for {self.name} did not start")
+            await asyncio.sleep(0.02)
+
+    async def _health(self, request: Request) -> Response:
+        checks: dict[str, bool] = {}
+        try:
+            checks["database"] = await self.pool.fetchval("select true", timeout=2) is True
+        except Exception:
+            checks["database"] = False
+        checks["relay"] = self._relay is not None and self._relay.running and self._relay.healthy
+        checks["kafka"] = self._broker is not None and await self._broker.ping(timeout=2)
+        ok = all(checks.values()) and not self._stopping
+        return JSONResponse(
+            {"service": self.name, "status": "ok" if ok else "unhealthy", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._broker is not None:
+            await self._broker.stop()
+        if self._relay is not None:
+            await self._relay.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+            if self._server_task is not None:
+                with contextlib.suppress(Exception):
+                    await self._server_task
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("service stopped")
+
+    async def run_until_signal(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()
+
+    def main(self) -> None:
+        """Process entry point: logging, then run until SIGTERM/SIGINT."""
+        configure_logging(self.name, self.settings.log_level, self.settings.log_json)
+        asyncio.run(self.run_until_signal())
+
+
+def _raw_body(msg: Any) -> Any:
+    """Keep bodies as bytes: parsing (and the DLQ on failure) is the processor's job."""
+    return msg.body
+
+
+async def _metrics(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,141 @@
+"""What a handler gets: the database connection inside the message's transaction, and
+the ways to answer (publish, reject, dead-letter), all written to the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from tally_contracts import CommandRejected, Envelope, MessageData
+from tally_contracts.topics import dlq
+
+from tally_messaging.db import DbConnection
+from tally_messaging.outbox import OutboxRow, write_outbox
+
+
+class Rejected(Exception):
+    """A command broke a business rule: nothing it did is kept; CommandRejected is sent."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+def message_key(envelope: Envelope[Any]) -> str:
+    """Kafka key: the customer, or for configuration messages their own id."""
+    if envelope.customer_id:
+        return envelope.customer_id
+    for name in ("price_list_id", "rule_set_id"):
+        value = getattr(envelope.data, name, None)
+        if isinstance(value, str):
+            return value
+    return "bill-run" if envelope.type == "RunBilling" else str(envelope.id)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A Kafka record as received, before parsing."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+    def synthetic_id(self) -> uuid.UUID:
+        """A stable id for a record that has none of its own (it did not parse)."""
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"kafka:{self.topic}/{self.partition}/{self.offset}")
+
+
+def dead_letter_row(record: RawRecord, error: str, consumer: str) -> OutboxRow:
+    try:
+        raw: Any = record.value.decode()
+    except UnicodeDecodeError:
+        raw = {"hex": record.value.hex()}
+    body = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.decode(errors="replace") if record.key else None,
+        "consumer": consumer,
+        "error": error,
+        "failed_at": dt.datetime.now(dt.UTC).isoformat(),
+        "raw": raw,
+    }
+    key = record.key.decode(errors="replace") if record.key else f"{record.partition}/{record.offset}"
+    return OutboxRow(dlq(record.topic), key, "DeadLetter", json.dumps(body).encode())
+
+
+def describe_exception(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+@dataclass(slots=True)
+class Transaction:
+    """One handler call's unit of work. Rows are buffered and written at commit."""
+
+    conn: DbConnection
+    consumer: str
+    events_topic: str
+    topic_prefix: str
+    _rows: list[OutboxRow] = field(default_factory=list)
+
+    def publish(
+        self,
+        cause: Envelope[Any],
+        data: MessageData,
+        *,
+        topic: str | None = None,
+        customer_id: str | None = None,
+    ) -> Envelope[Any]:
+        """Publish `data` as caused by `cause` (correlation copied) on `topic` (default: own events)."""
+        out = cause.reply(data, customer_id=customer_id)
+        self._rows.append(
+            OutboxRow(
+                topic=self.topic_prefix + topic if topic else self.events_topic,
+                key=message_key(out),
+                type=out.type,
+                payload=out.to_json(),
+            )
+        )
+        return out
+
+    def reject(self, command: Envelope[Any], code: str, reason: str) -> None:
+        self.publish(
+            command,
+            CommandRejected(command_id=str(command.id), command_type=command.type, code=code, reason=reason),
+        )
+
+    def dead_letter(self, record: RawRecord, error: str) -> None:
+        self._rows.append(dead_letter_row(record, error, self.consumer))
+
+    def discard(self) -> None:
+        self._rows.clear()
+
+    async def flush(self) -> None:
+        await write_outbox(self.conn, self._rows)
+        self._rows.clear()
+
+    async def lock_keys(self, keys: list[str]) -> None:
+        """Serialise work per key (customer) across subscribers and instances until commit."""
+        await self.conn.execute(
+            "select pg_advisory_xact_lock(hashtextextended(k, 0))"
+            " from (select distinct unnest($1::text[]) as k order by 1) as keys",
+            keys,
+        )
+
+
+async def claim_inbox(conn: DbConnection, consumer: str, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Record `ids` as handled by `consumer`; returns those not handled before."""
+    rows = await conn.fetch(
+        "insert into tally_inbox (consumer, message_id) select $1, unnest($2::uuid[])"
+        " on conflict do nothing returning message_id",
+        consumer,
+        ids,
+    )
+    return {r["message_id"] for r in rows}

@@ -1,0 +1,3 @@
+from probe import build
+
+build().main()
