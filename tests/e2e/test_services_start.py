@@ -1,5 +1,6 @@
 """All four services as separate processes on real Kafka and PostgreSQL."""
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +24,9 @@ SERVICES = ("invoicing", "rules", "credits", "payments")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def stack(infra: Infra, topic_prefix: str, new_database: Any) -> AsyncIterator[dict[str, ServiceProcess]]:
+async def stack(
+    infra: Infra, topic_prefix: str, new_database: Any
+) -> AsyncIterator[dict[str, ServiceProcess]]:
     processes: dict[str, ServiceProcess] = {}
     for name in SERVICES:
         settings = service_settings(infra, topic_prefix, await new_database(), http_port=free_port())
@@ -56,9 +59,15 @@ async def test_command_with_a_bad_body_is_dead_lettered(
     stack: dict[str, ServiceProcess], kafka: KafkaProbe
 ) -> None:
     command_id = str(uuid.uuid4())
-    bad = (
-        '{"id": "%s", "type": "UpsertCustomer", "version": 1, "occurred_at": "2026-11-03T09:15:00Z",'
-        ' "customer_id": "cus_bad", "data": {"currency": "DOLLARS", "billing_day": 31}}' % command_id
+    bad = json.dumps(
+        {
+            "id": command_id,
+            "type": "UpsertCustomer",
+            "version": 1,
+            "occurred_at": "2026-11-03T09:15:00Z",
+            "customer_id": "cus_bad",
+            "data": {"currency": "DOLLARS", "billing_day": 31},
+        }
     )
 
     await kafka.send(topics.INVOICING_COMMANDS, bad.encode(), key="cus_bad")

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+
 from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_contracts.usage import UsageRecorded

@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 import structlog
 from pydantic import ValidationError
-from tally_contracts import Envelope, parse_message
-from tally_contracts.topics import TOPIC_MESSAGES
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
+from tally_contracts import Envelope, parse_message
+from tally_contracts.topics import TOPIC_MESSAGES
 from tally_messaging import faults
 from tally_messaging.db import DbConnection
 from tally_messaging.metrics import FAILED, HANDLED, HANDLER_SECONDS

@@ -29,9 +29,9 @@ import httpx
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from tally_contracts import Envelope, parse_message
 from tally_contracts.topics import dlq
-
 from tally_messaging.settings import ServiceSettings
 from tally_messaging.topic_admin import ensure_topics
 

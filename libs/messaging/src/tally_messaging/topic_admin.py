@@ -4,8 +4,9 @@ import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
-from tally_contracts.topics import ALL_TOPICS_WITH_DLQ, PARTITIONS
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from tally_contracts.topics import ALL_TOPICS_WITH_DLQ, PARTITIONS
 
 
 async def ensure_topics(

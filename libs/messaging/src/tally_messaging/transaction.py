@@ -12,7 +12,6 @@ from typing import Any
 
 from tally_contracts import CommandRejected, Envelope, MessageData
 from tally_contracts.topics import dlq
-
 from tally_messaging.db import DbConnection
 from tally_messaging.outbox import OutboxRow, write_outbox
 
