@@ -29,7 +29,7 @@ infra-down:
 lint: setup
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy libs services tests
+	$(UV) run mypy libs services cli tests
 
 test: setup infra lint
 	$(UV) run pytest

@@ -1,0 +1,247 @@
+"""`tally`: the operator's command line for Tally.
+
+    tally send GrantCredit -c cus_1 grant_id=g1 kind=promotional source=promo_code \\
+        amount='{"amount": "10.00", "currency": "USD"}'
+    tally send -f rules.yaml          # one or many commands from YAML / JSON / JSON lines
+    tally usage -c cus_1 --service voice --quantity 12 --unit minute --destination 44
+    tally tail credits.events --customer cus_1
+    tally statement cus_1
+
+Kafka is found at $TALLY_KAFKA_BOOTSTRAP (default 127.0.0.1:9092). Exit codes: 0 the
+command was accepted; 1 it was rejected or dead-lettered (the reason is printed);
+2 bad input or no answer in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from tally_cli.messages import InputError, build, from_document, load_documents, parse_assignments, topic_for
+from tally_cli.watching import OutcomeWatcher, Seen, tail
+from tally_contracts import Envelope, Money
+from tally_contracts.topics import USAGE
+from tally_contracts.usage import UsageRecorded
+from tally_messaging.settings import ServiceSettings
+from tally_messaging.transaction import message_key
+
+app = typer.Typer(
+    help="Tally's operator command line: send commands and see their outcome, publish usage, tail topics.\n\n"
+    "Exit codes: 0 accepted; 1 rejected or dead-lettered (the reason is printed); 2 bad input or no answer.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+Bootstrap = Annotated[
+    str | None, typer.Option("--bootstrap", envvar="TALLY_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
+]
+Prefix = Annotated[
+    str, typer.Option("--topic-prefix", envvar="TALLY_TOPIC_PREFIX", help="Topic name prefix.")
+]
+
+
+def _bootstrap(value: str | None) -> str:
+    return value or ServiceSettings().kafka_bootstrap
+
+
+async def _publish(
+    bootstrap: str, prefix: str, messages: list[Envelope[Any]], topic: str | None = None
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                prefix + (topic or topic_for(m.type)),
+                value=m.to_json(),
+                key=message_key(m).encode(),
+                headers=[("type", m.type.encode())],
+            )
+            for m in messages
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def _outcome_table(command: Envelope[Any], seen: list[Seen]) -> Table:
+    table = Table(title=f"{command.type} {command.id}", show_lines=False)
+    for column in ("topic", "type", "customer", "details"):
+        table.add_column(column)
+    for item in seen:
+        if item.envelope is not None:
+            e = item.envelope
+            details = json.dumps(e.data.model_dump(mode="json"), separators=(",", ":"))
+            table.add_row(item.topic, e.type, e.customer_id or "-", details[:160])
+        else:
+            table.add_row(item.topic, "dead letter", "-", str((item.raw or {}).get("error", ""))[:300])
+    return table
+
+
+def _verdict(seen: list[Seen]) -> tuple[int, str | None]:
+    for item in seen:
+        if item.raw is not None:
+            return 1, f"dead-lettered: {item.raw.get('error')}"
+        if item.envelope is not None and item.envelope.type == "CommandRejected":
+            data = item.envelope.data
+            return 1, f"rejected ({data.code}): {data.reason}"
+    return (0, None) if seen else (2, "no answer in time: is the stack running? (make up)")
+
+
+async def _send_and_wait(
+    bootstrap: str,
+    prefix: str,
+    commands: list[Envelope[Any]],
+    wait: bool,
+    timeout: float,
+    settle: float,
+    as_json: bool,
+) -> int:
+    if not wait:
+        await _publish(bootstrap, prefix, commands)
+        for c in commands:
+            out.print(f"sent {c.type} {c.id}")
+        return 0
+    worst = 0
+    async with OutcomeWatcher(bootstrap, prefix) as watcher:
+        for command in commands:
+            await _publish(bootstrap, prefix, [command])
+            seen = await watcher.collect(command, timeout, settle)
+            code, reason = _verdict(seen)
+            if as_json:
+                for item in seen:
+                    out.print_json(item.envelope.model_dump_json() if item.envelope else json.dumps(item.raw))
+            else:
+                out.print(_outcome_table(command, seen))
+            if reason:
+                err.print(f"[red]{command.type} {command.id}: {reason}[/red]")
+            worst = max(worst, code)
+    return worst
+
+
+@app.command()
+def send(
+    type_name: Annotated[
+        str | None, typer.Argument(metavar="TYPE", help="Command type, e.g. GrantCredit.")
+    ] = None,
+    fields: Annotated[list[str] | None, typer.Argument(help="key=value fields of `data`.")] = None,
+    customer: Annotated[str | None, typer.Option("--customer", "-c", help="customer_id.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="JSON, JSON lines or YAML.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="`data` as JSON.")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the outcome and print it.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 30.0,
+    settle: Annotated[float, typer.Option(help="Seconds of quiet that end the flow.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+) -> None:
+    """Send a command (flags, --data or --file), wait for its outcome by correlation id."""
+    try:
+        if file is not None:
+            commands = [from_document(d, type_name, customer) for d in load_documents(file)]
+        elif type_name is not None:
+            body = json.loads(data) if data else {}
+            body.update(parse_assignments(fields or []))
+            commands = [build(type_name, customer, body)]
+        else:
+            raise InputError("give a TYPE with fields, or --file")
+        for c in commands:
+            topic_for(c.type)
+    except (InputError, ValidationError, json.JSONDecodeError, OSError) as exc:
+        err.print(f"[red]cannot send: {exc}[/red]")
+        raise typer.Exit(2) from None
+    code = asyncio.run(
+        _send_and_wait(_bootstrap(bootstrap), prefix, commands, wait, timeout, settle, as_json)
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def usage(
+    customer: Annotated[str | None, typer.Option("--customer", "-c")] = None,
+    service: Annotated[str | None, typer.Option(help="Service used, e.g. voice.")] = None,
+    quantity: Annotated[str | None, typer.Option(help="Quantity (decimal).")] = None,
+    unit: Annotated[str | None, typer.Option(help="Unit, e.g. minute.")] = None,
+    destination: Annotated[str | None, typer.Option(help="Destination prefix, e.g. 44.")] = None,
+    amount: Annotated[str | None, typer.Option(help="Pre-rated amount (decimal).")] = None,
+    currency: Annotated[str | None, typer.Option(help="Currency of --amount.")] = None,
+    at: Annotated[str | None, typer.Option(help="When it happened (RFC 3339); default now.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Many UsageRecorded (JSON lines, JSON or YAML).")
+    ] = None,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+) -> None:
+    """Publish usage: one event from flags, or a file of them."""
+    try:
+        if file is not None:
+            events = [from_document(d, "UsageRecorded", customer) for d in load_documents(file)]
+        else:
+            if not (customer and service and quantity and unit):
+                raise InputError("--customer, --service, --quantity and --unit are required (or --file)")
+            body = UsageRecorded(
+                service=service,
+                quantity=Decimal(quantity),
+                unit=unit,
+                destination=destination,
+                amount=Money.of(amount, currency or "") if amount else None,
+            )
+            occurred = dt.datetime.fromisoformat(at) if at else None
+            events = [Envelope.new(body, customer_id=customer, occurred_at=occurred)]
+    except (InputError, ValidationError, ValueError, OSError) as exc:
+        err.print(f"[red]cannot publish: {exc}[/red]")
+        raise typer.Exit(2) from None
+    asyncio.run(_publish(_bootstrap(bootstrap), prefix, events, USAGE))
+    out.print(f"published {len(events)} usage event(s) to {prefix}{USAGE}")
+
+
+@app.command("tail")
+def tail_topic(
+    topic: Annotated[str, typer.Argument(help="Topic, e.g. credits.events or usage.dlq.")],
+    customer: Annotated[str | None, typer.Option("--customer", "-c", help="Only this customer.")] = None,
+    type_name: Annotated[str | None, typer.Option("--type", "-t", help="Only this message type.")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest message.")] = False,
+    limit: Annotated[int, typer.Option(help="Stop after this many (0: never).")] = 0,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+) -> None:
+    """Pretty-print a topic's messages live (plain kcat works too: values are JSON)."""
+
+    async def run() -> None:
+        shown = 0
+        async for partition, offset, value in tail(_bootstrap(bootstrap), prefix + topic, from_beginning):
+            try:
+                doc = json.loads(value)
+            except json.JSONDecodeError:
+                doc = {"raw": value.decode(errors="replace")}
+            if customer and doc.get("customer_id") != customer:
+                continue
+            if type_name and doc.get("type") != type_name:
+                continue
+            out.print(
+                f"[dim]{topic}[{partition}]@{offset}[/dim] [bold]{doc.get('type', 'DeadLetter')}[/bold] {doc.get('customer_id') or ''}"
+            )
+            out.print_json(data=doc.get("data", doc))
+            shown += 1
+            if limit and shown >= limit:
+                return
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,102 @@
+"""Reading topics: the outcome of a command (by correlation id) and live tails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tally_contracts import Envelope, parse_message
+from tally_contracts.topics import ALL_TOPICS, dlq
+
+
+@dataclass
+class Seen:
+    topic: str
+    envelope: Envelope[Any] | None
+    raw: dict[str, Any] | None  # a dead letter
+
+
+async def _assigned(bootstrap: str, topics: list[str], from_beginning: bool) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+    if not tps:
+        await consumer.stop()
+        raise RuntimeError(f"none of the topics {topics} exist on {bootstrap}; start the stack first")
+    consumer.assign(tps)
+    if from_beginning:
+        await consumer.seek_to_beginning(*tps)
+    else:
+        await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)  # resolve now, before anything is sent
+    return consumer
+
+
+class OutcomeWatcher:
+    """Collects every message correlated with one command across the events topics and DLQs."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> OutcomeWatcher:
+        names = [t for t in ALL_TOPICS if t.endswith(".events")] + [dlq(t) for t in ALL_TOPICS]
+        self._consumer = await _assigned(self.bootstrap, [self.prefix + n for n in names], False)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def collect(self, command: Envelope[Any], timeout: float, settle: float) -> list[Seen]:
+        """Messages caused by `command`'s flow; stops `settle` s after the last one, or at `timeout`."""
+        assert self._consumer is not None
+        correlation = command.correlation_id or str(command.id)
+        seen: list[Seen] = []
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline and (last is None or time.monotonic() - last < settle):
+            batches = await self._consumer.getmany(timeout_ms=100)
+            for tp, records in batches.items():
+                topic = tp.topic.removeprefix(self.prefix)
+                for r in records:
+                    item = _match(topic, r.value or b"", correlation, str(command.id))
+                    if item is not None:
+                        seen.append(item)
+                        last = time.monotonic()
+        return seen
+
+
+def _match(topic: str, value: bytes, correlation: str, command_id: str) -> Seen | None:
+    if topic.endswith(".dlq"):
+        dead = json.loads(value)
+        return Seen(topic, None, dead) if command_id in str(dead.get("raw")) else None
+    try:
+        envelope = parse_message(value)
+    except ValueError:
+        return None
+    return Seen(topic, envelope, None) if envelope.correlation_id == correlation else None
+
+
+async def tail(bootstrap: str, topic: str, from_beginning: bool) -> AsyncIterator[tuple[int, int, bytes]]:
+    consumer = await _assigned(bootstrap, [topic], from_beginning)
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition):
+                for r in records:
+                    yield tp.partition, r.offset, r.value or b""
+    finally:
+        await consumer.stop()
+
+
+async def sleep_forever() -> None:
+    await asyncio.Event().wait()
