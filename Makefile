@@ -29,7 +29,9 @@ infra-down:
 lint: setup
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy libs services cli tests
+	$(UV) run mypy libs services cli tests bench
+	@if docker compose version >/dev/null 2>&1; then docker compose config --quiet && echo "docker-compose.yml: valid"; \
+	 else echo "docker compose plugin absent: docker-compose.yml not checked"; fi
 
 test: setup infra lint
 	$(UV) run pytest

@@ -1,0 +1,197 @@
+"""Usage ingestion: N usage events pre-loaded on `usage`, time until all are on invoices.
+
+Printed next to two raw rates measured in the same run on the same machine: how fast
+aiokafka alone reads the same topic, and how fast asyncpg COPY writes the same rows.
+An event is "on an invoice" when its id is in the invoicing inbox: the inbox row and
+the invoice line are written in one transaction, so the count cannot run ahead.
+
+Settings: BENCH_EVENTS (default 200000), BENCH_CUSTOMERS (1000),
+TALLY_KAFKA_BOOTSTRAP, TALLY_BENCH_ADMIN_DSN (postgresql://postgres@127.0.0.1:5432/postgres).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from tally_contracts import Envelope, topics
+from tally_contracts.invoicing import Price, PutPriceList, UpsertCustomer
+from tally_contracts.usage import UsageRecorded
+from tally_messaging.settings import ServiceSettings
+from tally_messaging.topic_admin import ensure_topics
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
+CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "1000"))
+BOOTSTRAP = os.environ.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+ADMIN_DSN = os.environ.get("TALLY_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PERIOD_START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+def usage_events() -> list[Envelope[UsageRecorded]]:
+    rng = random.Random(7)
+    destinations = ["1", "1212", "44", "4420", "33", "49", None]
+    return [
+        Envelope.new(
+            UsageRecorded(
+                service="voice",
+                quantity=Decimal(rng.randint(1, 600)) / 10,
+                unit="minute",
+                destination=rng.choice(destinations),
+            ),
+            customer_id=f"bench-{rng.randrange(CUSTOMERS)}",
+            occurred_at=PERIOD_START + dt.timedelta(seconds=rng.randrange(20 * 86400)),
+        )
+        for _ in range(EVENTS)
+    ]
+
+
+async def produce(prefix: str, messages: list[Envelope[Any]], topic: str) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP, enable_idempotence=True, linger_ms=20, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    try:
+        futures = []
+        for m in messages:
+            futures.append(
+                await producer.send(prefix + topic, m.to_json(), key=(m.customer_id or "cfg").encode())
+            )
+            if len(futures) >= 10_000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def raw_kafka_rate(prefix: str) -> float:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, max_poll_records=5000)
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(prefix + topics.USAGE, p)
+            for p in consumer.partitions_for_topic(prefix + topics.USAGE) or ()
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        started, seen = time.perf_counter(), 0
+        while seen < EVENTS:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                seen += len(records)
+        return EVENTS / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def raw_copy_rate(dsn: str, events: list[Envelope[UsageRecorded]]) -> float:
+    rows = [
+        (e.id, e.customer_id, e.data.service, e.data.unit, e.data.destination, e.data.quantity, e.occurred_at)
+        for e in events
+    ]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "create table raw_usage (id uuid, customer_id text, service text, unit text,"
+            " destination text, quantity numeric, occurred_at timestamptz)"
+        )
+        started = time.perf_counter()
+        await conn.copy_records_to_table("raw_usage", records=rows)
+        return EVENTS / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+def config_messages() -> list[Envelope[Any]]:
+    usd = "USD"
+    prices = [
+        Price(service="voice", unit="minute", unit_price=Decimal("0.02"), currency=usd),
+        Price(
+            service="voice", unit="minute", unit_price=Decimal("0.15"), currency=usd, destination_prefix="44"
+        ),
+        Price(
+            service="voice",
+            unit="minute",
+            unit_price=Decimal("0.12"),
+            currency=usd,
+            destination_prefix="4420",
+        ),
+        Price(
+            service="voice", unit="minute", unit_price=Decimal("0.10"), currency=usd, destination_prefix="33"
+        ),
+        Price(
+            service="voice", unit="minute", unit_price=Decimal("0.11"), currency=usd, destination_prefix="49"
+        ),
+    ]
+    return [
+        Envelope.new(PutPriceList(price_list_id="default", prices=prices), customer_id=None),
+        *(Envelope.new(UpsertCustomer(currency=usd), customer_id=f"bench-{i}") for i in range(CUSTOMERS)),
+    ]
+
+
+async def inbox_count(conn: asyncpg.Connection, consumer: str) -> int:
+    return int(await conn.fetchval("select count(*) from tally_inbox where consumer = $1", consumer))
+
+
+async def run_invoicing_until(settings: ServiceSettings, consumer: str, count: int) -> float:
+    """Start invoicing, wait until `consumer` handled `count` messages, stop; seconds taken."""
+    from invoicing.app import build
+
+    service = build(settings)
+    started = time.perf_counter()
+    await service.start()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        while await inbox_count(conn, consumer) < count:
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+        await service.stop()
+
+
+async def main() -> None:
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    await ensure_topics(BOOTSTRAP, prefix)
+    admin = await asyncpg.connect(ADMIN_DSN)
+    names = [f"bench_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for name in names:
+        await admin.execute(f'create database "{name}"')
+    base = ADMIN_DSN.rpartition("/")[0]
+    settings = ServiceSettings(
+        kafka_bootstrap=BOOTSTRAP,
+        database_url=f"{base}/{names[1]}",
+        topic_prefix=prefix,
+        group_prefix=prefix,
+        http_port=18181,
+        log_level="WARNING",
+    )
+    try:
+        # 1. Customers and the price list, before any usage exists (not timed).
+        config = config_messages()
+        await produce(prefix, config, topics.INVOICING_COMMANDS)
+        await run_invoicing_until(settings, "invoicing:invoicing.commands", len(config))
+        # 2. N usage events pre-loaded; the raw rates on the same data.
+        events = usage_events()
+        await produce(prefix, events, topics.USAGE)
+        kafka = await raw_kafka_rate(prefix)
+        copy = await raw_copy_rate(f"{base}/{names[0]}", events)
+        # 3. Timed from the service's start until every event is on an invoice.
+        tally = EVENTS / await run_invoicing_until(settings, "invoicing:usage", EVENTS)
+    finally:
+        for name in names:
+            await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
+    smaller = min(kafka, copy)
+    print(f"ingest: {tally:,.0f} events/s ({EVENTS:,} events, {CUSTOMERS:,} customers)")
+    print(f"raw aiokafka read: {kafka:,.0f} events/s")
+    print(f"raw asyncpg COPY: {copy:,.0f} rows/s")
+    print(f"ingest / smaller raw rate: {tally / smaller:.0%}")

@@ -1,0 +1,4 @@
+create database invoicing;
+create database rules;
+create database credits;
+create database payments;
