@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tally_messaging.logs import configure_logging
+from tally_messaging.metrics import CONSUMER_LAG
 from tally_messaging.migrations import apply_migrations
 from tally_messaging.outbox import OutboxRelay
 from tally_messaging.processing import (
@@ -60,6 +61,8 @@ class Service:
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._subscribers: list[tuple[str, Any]] = []
+        self._lag_task: asyncio.Task[None] | None = None
         self.http_port = self.settings.http_port or DEFAULT_PORTS.get(name, 8080)
 
     # -- declaring -------------------------------------------------------------------
@@ -124,6 +127,7 @@ class Service:
             self._subscribe(route)
         await self._broker.start()
         await self._start_http()
+        self._lag_task = asyncio.create_task(self._measure_lag())
         log.info("service started", http_port=self.http_port, topics=list(self.routes))
 
     def _subscribe(self, route: TopicRoute) -> None:
@@ -164,6 +168,7 @@ class Service:
             await msg.ack()
 
         subscriber(on_batch)
+        self._subscribers.append((route.logical_topic, subscriber))
 
     async def _start_http(self) -> None:
         app = Starlette(
@@ -203,8 +208,25 @@ class Service:
             status_code=200 if ok else 503,
         )
 
+    async def _measure_lag(self) -> None:
+        """Consumer lag per partition (high watermark − position), every few seconds."""
+        while not self._stopping:
+            for topic, subscriber in self._subscribers:
+                consumer = getattr(subscriber, "consumer", None)
+                if consumer is None:
+                    continue
+                with contextlib.suppress(Exception):
+                    for tp in consumer.assignment():
+                        high = consumer.highwater(tp)
+                        if high is not None:
+                            lag = high - await consumer.position(tp)
+                            CONSUMER_LAG.labels(self.name, topic, str(tp.partition)).set(lag)
+            await asyncio.sleep(5)
+
     async def stop(self) -> None:
         self._stopping = True
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         if self._broker is not None:
             await self._broker.stop()
         if self._relay is not None:
