@@ -118,3 +118,29 @@ class InvoiceVoided(MessageData):
 class InvoiceStatusChanged(MessageData):
     invoice_id: str = Field(description="Invoice.")
     status: InvoiceStatus = Field(description="New status.")
+
+
+# Extensions to CONTRACTS.md v1 (additive): every invoicing command answers with an event.
+
+
+class PriceListChanged(MessageData):
+    price_list_id: str = Field(description="Price list replaced.")
+    prices: int = Field(description="Number of prices in it.")
+
+
+class SubscriptionCreated(MessageData):
+    subscription_id: str = Field(description="Subscription id.")
+    name: str = Field(description="Shown on the invoice line.")
+    fee: Money = Field(description="Fee per billing period.")
+    starts_on: dt.date = Field(description="First day billed.")
+
+
+class SubscriptionCancelled(MessageData):
+    subscription_id: str = Field(description="Subscription id.")
+    ends_on: dt.date = Field(description="Last day billed.")
+
+
+class ChargeAdded(MessageData):
+    charge_id: str = Field(description="Charge id.")
+    amount: Money = Field(description="Charge amount.")
+    invoice_id: str | None = Field(description="Its own invoice (invoice_now), or null: the next invoice.")

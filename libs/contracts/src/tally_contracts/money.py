@@ -76,10 +76,15 @@ class Money(BaseModel):
     def zero(cls, currency: str) -> Money:
         return cls(amount=Decimal(0), currency=currency)
 
+    @classmethod
+    def computed(cls, amount: Decimal, currency: str) -> Money:
+        """An arithmetic result: its inputs were validated, its digits are not limited."""
+        return cls.model_construct(amount=amount, currency=currency)
+
     def rounded(self) -> Money:
         """This amount rounded to the currency's minor unit, half to even."""
         quantum = Decimal(1).scaleb(-minor_unit(self.currency))
-        return Money(amount=self.amount.quantize(quantum, rounding=ROUND_HALF_EVEN), currency=self.currency)
+        return Money.computed(self.amount.quantize(quantum, rounding=ROUND_HALF_EVEN), self.currency)
 
     def _same_currency(self, other: Money) -> None:
         if other.currency != self.currency:
@@ -87,19 +92,19 @@ class Money(BaseModel):
 
     def __add__(self, other: Money) -> Money:
         self._same_currency(other)
-        return Money(amount=self.amount + other.amount, currency=self.currency)
+        return Money.computed(self.amount + other.amount, self.currency)
 
     def __sub__(self, other: Money) -> Money:
         self._same_currency(other)
-        return Money(amount=self.amount - other.amount, currency=self.currency)
+        return Money.computed(self.amount - other.amount, self.currency)
 
     def __neg__(self) -> Money:
-        return Money(amount=-self.amount, currency=self.currency)
+        return Money.computed(-self.amount, self.currency)
 
     def __mul__(self, factor: Decimal | int) -> Money:
         if isinstance(factor, float):
             raise TypeError("multiply Money by a Decimal, not a float")
-        return Money(amount=self.amount * factor, currency=self.currency)
+        return Money.computed(self.amount * factor, self.currency)
 
     def __lt__(self, other: Money) -> bool:
         self._same_currency(other)

@@ -1,10 +1,74 @@
 """The invoicing service: subscriptions wired to handlers, and its read API."""
 
-from tally_contracts import topics
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from invoicing import handlers
+from invoicing.store import InvoiceRow, InvoicingStore
+from tally_contracts import credits, invoicing, rules, topics, usage
 from tally_messaging import Service, ServiceSettings
 
 
 def build(settings: ServiceSettings | None = None) -> Service:
     service = Service("invoicing", events_topic=topics.INVOICING_EVENTS, settings=settings)
     service.consumes(topics.USAGE, topics.INVOICING_COMMANDS, topics.RULES_EVENTS, topics.CREDITS_EVENTS)
+    service.handles_batch(topics.USAGE, usage.UsageRecorded)(handlers.record_usage)
+    on_command = {
+        invoicing.UpsertCustomer: handlers.upsert_customer,
+        invoicing.PutPriceList: handlers.put_price_list,
+        invoicing.CreateSubscription: handlers.create_subscription,
+        invoicing.CancelSubscription: handlers.cancel_subscription,
+        invoicing.AddCharge: handlers.add_charge,
+        invoicing.RunBilling: handlers.run_billing,
+        invoicing.CloseInvoice: handlers.close_invoice,
+        invoicing.VoidInvoice: handlers.void_invoice,
+        invoicing.RegenerateInvoice: handlers.regenerate_invoice,
+    }
+    for message_type, handler in on_command.items():
+        service.handles(topics.INVOICING_COMMANDS, message_type)(handler)
+    service.handles(topics.RULES_EVENTS, rules.InvoiceAdjusted)(handlers.finalize)
+    service.handles(topics.CREDITS_EVENTS, credits.InvoiceBalanceChanged)(handlers.balance_changed)
+
+    @service.get("/invoices/{invoice_id}")
+    async def get_invoice(request: Request) -> Response:
+        async with service.pool.acquire() as conn:
+            store = InvoicingStore(conn)
+            invoice = await store.invoice(request.path_params["invoice_id"])
+            if invoice is None:
+                return JSONResponse({"error": "unknown invoice"}, status_code=404)
+            lines = await store.lines(invoice.invoice_id, invoice.currency)
+        return JSONResponse({**_invoice_json(invoice), "lines": [ln.model_dump(mode="json") for ln in lines]})
+
+    @service.get("/customers/{customer_id}/invoices")
+    async def customer_invoices(request: Request) -> Response:
+        async with service.pool.acquire() as conn:
+            invoices = await InvoicingStore(conn).customer_invoices(request.path_params["customer_id"])
+        return JSONResponse({"invoices": [_invoice_json(i) for i in invoices]})
+
     return service
+
+
+def _invoice_json(invoice: InvoiceRow) -> dict[str, Any]:
+    def amount(value: Any) -> str | None:
+        return None if value is None else format(value, "f")
+
+    return {
+        "invoice_id": invoice.invoice_id,
+        "customer_id": invoice.customer_id,
+        "kind": invoice.kind,
+        "currency": invoice.currency,
+        "status": invoice.status,
+        "period_start": invoice.period_start.isoformat(),
+        "period_end": invoice.period_end.isoformat(),
+        "issued_on": invoice.issued_on.isoformat() if invoice.issued_on else None,
+        "subtotal": amount(invoice.subtotal),
+        "total": amount(invoice.total),
+        "amount_due": amount(invoice.amount_due),
+        "rule_set_id": invoice.rule_set_id,
+        "rule_set_version": invoice.rule_set_version,
+        "regenerated_from": invoice.regenerated_from,
+    }

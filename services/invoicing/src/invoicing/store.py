@@ -1,0 +1,349 @@
+"""The invoicing service's only SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from invoicing.domain import InvoiceState, Subscription, UsageDelta
+from tally_contracts import Line, Money
+from tally_contracts.invoicing import Price
+from tally_messaging.db import DbConnection
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    customer_id: str
+    currency: str
+    name: str | None
+    billing_day: int
+    price_list_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    invoice_id: str
+    customer_id: str
+    kind: str
+    currency: str
+    status: str
+    period_start: dt.date
+    period_end: dt.date
+    issued_on: dt.date | None
+    subtotal: Decimal | None
+    total: Decimal | None
+    amount_due: Decimal | None
+    rule_set_id: str | None
+    rule_set_version: int | None
+    regenerated_from: str | None
+
+    def state(self, lines: Iterable[Line] = ()) -> InvoiceState:
+        return InvoiceState(
+            self.invoice_id,
+            self.customer_id,
+            self.currency,
+            self.status,
+            self.period_start,
+            self.period_end,
+            self.regenerated_from,
+            tuple(lines),
+        )
+
+
+_INVOICE_COLUMNS = (
+    "invoice_id, customer_id, kind, currency, status, period_start, period_end, issued_on, subtotal,"
+    " total, amount_due, rule_set_id, rule_set_version, regenerated_from"
+)
+
+
+def _invoice(row: Any) -> InvoiceRow:
+    return InvoiceRow(**dict(row))
+
+
+def _line(row: Any, currency: str) -> Line:
+    return Line(
+        line_id=row["line_id"],
+        kind=row["kind"],
+        description=row["description"],
+        amount=Money(amount=row["amount"] if row["amount"] is not None else Decimal(0), currency=currency),
+        service=row["service"],
+        unit=row["unit"],
+        quantity=row["quantity"],
+        unit_price=row["unit_price"],
+        destination=row["destination"],
+        subscription_id=row["subscription_id"],
+        tax_code=row["tax_code"],
+        rule_id=row["rule_id"],
+        late=row["late"],
+    )
+
+
+class InvoicingStore:
+    def __init__(self, conn: DbConnection) -> None:
+        self.conn = conn
+
+    # -- customers and prices ----------------------------------------------------
+
+    async def customer(self, customer_id: str) -> Customer | None:
+        row = await self.conn.fetchrow("select * from customers where customer_id = $1", customer_id)
+        return Customer(**dict(row)) if row else None
+
+    async def customers(self, ids: list[str]) -> dict[str, Customer]:
+        rows = await self.conn.fetch("select * from customers where customer_id = any($1)", ids)
+        return {r["customer_id"]: Customer(**dict(r)) for r in rows}
+
+    async def upsert_customer(self, c: Customer) -> None:
+        await self.conn.execute(
+            "insert into customers values ($1, $2, $3, $4, $5) on conflict (customer_id) do update"
+            " set currency = $2, name = $3, billing_day = $4, price_list_id = $5",
+            c.customer_id,
+            c.currency,
+            c.name,
+            c.billing_day,
+            c.price_list_id,
+        )
+
+    async def put_price_list(self, price_list_id: str, prices: list[Price]) -> None:
+        doc = json.dumps([p.model_dump(mode="json") for p in prices])
+        await self.conn.execute(
+            "insert into price_lists values ($1, $2::jsonb) on conflict (price_list_id) do update set prices = $2::jsonb",
+            price_list_id,
+            doc,
+        )
+
+    async def price_lists(self, ids: list[str]) -> dict[str, list[Price]]:
+        rows = await self.conn.fetch(
+            "select price_list_id, prices from price_lists where price_list_id = any($1)", ids
+        )
+        return {r["price_list_id"]: [Price.model_validate(p) for p in json.loads(r["prices"])] for r in rows}
+
+    # -- subscriptions and pending charges ----------------------------------------
+
+    async def add_subscription(self, customer_id: str, sub: Subscription) -> bool:
+        status = await self.conn.execute(
+            "insert into subscriptions values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing",
+            customer_id,
+            sub.subscription_id,
+            sub.name,
+            sub.fee.amount,
+            sub.fee.currency,
+            sub.starts_on,
+            sub.ends_on,
+        )
+        return bool(status.endswith("1"))
+
+    async def subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
+        rows = await self.subscriptions(customer_id)
+        return next((s for s in rows if s.subscription_id == subscription_id), None)
+
+    async def subscriptions(self, customer_id: str) -> list[Subscription]:
+        rows = await self.conn.fetch("select * from subscriptions where customer_id = $1", customer_id)
+        return [
+            Subscription(
+                r["subscription_id"],
+                r["name"],
+                Money(amount=r["fee"], currency=r["currency"]),
+                r["starts_on"],
+                r["ends_on"],
+            )
+            for r in rows
+        ]
+
+    async def cancel_subscription(self, customer_id: str, subscription_id: str, ends_on: dt.date) -> None:
+        await self.conn.execute(
+            "update subscriptions set ends_on = $3 where customer_id = $1 and subscription_id = $2",
+            customer_id,
+            subscription_id,
+            ends_on,
+        )
+
+    async def add_pending_charge(
+        self, customer_id: str, charge_id: str, description: str, amount: Money
+    ) -> None:
+        await self.conn.execute(
+            "insert into pending_charges (customer_id, charge_id, description, amount, currency)"
+            " values ($1, $2, $3, $4, $5)",
+            customer_id,
+            charge_id,
+            description,
+            amount.amount,
+            amount.currency,
+        )
+
+    async def take_pending_charges(self, customer_id: str, currency: str) -> list[tuple[str, str, Money]]:
+        rows = await self.conn.fetch(
+            "delete from pending_charges where customer_id = $1 and currency = $2"
+            " returning charge_id, description, amount, added_seq",
+            customer_id,
+            currency,
+        )
+        rows = sorted(rows, key=lambda r: r["added_seq"])
+        return [
+            (r["charge_id"], r["description"], Money(amount=r["amount"], currency=currency)) for r in rows
+        ]
+
+    # -- invoices -----------------------------------------------------------------
+
+    async def invoice(self, invoice_id: str, *, for_update: bool = False) -> InvoiceRow | None:
+        lock = " for update" if for_update else ""
+        row = await self.conn.fetchrow(
+            f"select {_INVOICE_COLUMNS} from invoices where invoice_id = $1{lock}", invoice_id
+        )
+        return _invoice(row) if row else None
+
+    async def period_invoices(self, customer_ids: list[str]) -> list[InvoiceRow]:
+        """Every period invoice of these customers, locked against a concurrent close."""
+        rows = await self.conn.fetch(
+            f"select {_INVOICE_COLUMNS} from invoices where kind = 'period' and customer_id = any($1)"
+            " order by customer_id, period_start for share",
+            customer_ids,
+        )
+        return [_invoice(r) for r in rows]
+
+    async def due_pending_invoices(self, as_of: dt.date, customer_id: str | None) -> list[InvoiceRow]:
+        rows = await self.conn.fetch(
+            f"select {_INVOICE_COLUMNS} from invoices where status = 'pending' and period_end <= $1"
+            " and ($2::text is null or customer_id = $2) order by customer_id, period_start for update",
+            as_of,
+            customer_id,
+        )
+        return [_invoice(r) for r in rows]
+
+    async def customer_invoices(self, customer_id: str) -> list[InvoiceRow]:
+        rows = await self.conn.fetch(
+            f"select {_INVOICE_COLUMNS} from invoices where customer_id = $1 order by created_seq",
+            customer_id,
+        )
+        return [_invoice(r) for r in rows]
+
+    async def regeneration_of(self, invoice_id: str) -> str | None:
+        value = await self.conn.fetchval(
+            "select invoice_id from invoices where regenerated_from = $1", invoice_id
+        )
+        return str(value) if value is not None else None
+
+    async def insert_invoice(self, inv: InvoiceState, kind: str) -> bool:
+        status = await self.conn.execute(
+            "insert into invoices (invoice_id, customer_id, kind, currency, status, period_start, period_end,"
+            " regenerated_from) values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing",
+            inv.invoice_id,
+            inv.customer_id,
+            kind,
+            inv.currency,
+            inv.status,
+            inv.period_start,
+            inv.period_end,
+            inv.regenerated_from,
+        )
+        return bool(status.endswith("1"))
+
+    async def close(self, invoice_id: str, subtotal: Money) -> None:
+        await self.conn.execute(
+            "update invoices set status = 'closed', subtotal = $2 where invoice_id = $1",
+            invoice_id,
+            subtotal.amount,
+        )
+
+    async def post(
+        self, invoice_id: str, total: Money, issued_on: dt.date, rule_set_id: str | None, version: int | None
+    ) -> None:
+        await self.conn.execute(
+            "update invoices set status = 'posted', total = $2, amount_due = $2, issued_on = $3,"
+            " rule_set_id = $4, rule_set_version = $5 where invoice_id = $1",
+            invoice_id,
+            total.amount,
+            issued_on,
+            rule_set_id,
+            version,
+        )
+
+    async def set_status(self, invoice_id: str, status: str, amount_due: Decimal | None = None) -> None:
+        await self.conn.execute(
+            "update invoices set status = $2, amount_due = coalesce($3, amount_due) where invoice_id = $1",
+            invoice_id,
+            status,
+            amount_due,
+        )
+
+    # -- lines --------------------------------------------------------------------
+
+    async def add_usage(self, deltas: Iterable[UsageDelta]) -> None:
+        await self.conn.executemany(
+            "insert into invoice_lines (invoice_id, line_id, kind, raw_amount, quantity, unit_price, service, unit,"
+            " destination, late) values ($1, $2, 'usage', $3, $4, $5, $6, $7, $8, $9)"
+            " on conflict (invoice_id, line_id) do update set raw_amount = invoice_lines.raw_amount + excluded.raw_amount,"
+            " quantity = invoice_lines.quantity + excluded.quantity,"
+            " unit_price = coalesce(excluded.unit_price, invoice_lines.unit_price)",
+            [
+                (
+                    d.invoice_id,
+                    d.line_id,
+                    d.amount,
+                    d.quantity,
+                    d.unit_price,
+                    d.service,
+                    d.unit,
+                    d.destination,
+                    d.late,
+                )
+                for d in deltas
+            ],
+        )
+
+    async def usage_deltas(self, invoice_id: str) -> list[UsageDelta]:
+        rows = await self.conn.fetch(
+            "select * from invoice_lines where invoice_id = $1 and kind = 'usage' order by position",
+            invoice_id,
+        )
+        return [
+            UsageDelta(
+                invoice_id,
+                r["line_id"],
+                r["service"],
+                r["unit"],
+                r["destination"],
+                r["late"],
+                r["quantity"],
+                r["raw_amount"],
+                r["unit_price"],
+            )
+            for r in rows
+        ]
+
+    async def save_lines(self, invoice_id: str, lines: Iterable[Line]) -> None:
+        """Insert lines, or set the final amount and text of lines already there (usage at close)."""
+        await self.conn.executemany(
+            "insert into invoice_lines (invoice_id, line_id, kind, description, amount, quantity, unit_price, service,"
+            " unit, destination, subscription_id, tax_code, rule_id, late)"
+            " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " on conflict (invoice_id, line_id) do update set description = excluded.description, amount = excluded.amount",
+            [
+                (
+                    invoice_id,
+                    ln.line_id,
+                    ln.kind,
+                    ln.description,
+                    ln.amount.amount,
+                    ln.quantity,
+                    ln.unit_price,
+                    ln.service,
+                    ln.unit,
+                    ln.destination,
+                    ln.subscription_id,
+                    ln.tax_code,
+                    ln.rule_id,
+                    ln.late,
+                )
+                for ln in lines
+            ],
+        )
+
+    async def lines(self, invoice_id: str, currency: str) -> list[Line]:
+        rows = await self.conn.fetch(
+            "select * from invoice_lines where invoice_id = $1 order by position", invoice_id
+        )
+        return [_line(r, currency) for r in rows]
