@@ -36,6 +36,9 @@ class Command(MessageData):
     is_command: ClassVar[bool] = True
 
 
+del MessageData.registry[Command.__name__]  # a base class, not a message type
+
+
 LineKind = Literal["subscription", "usage", "one_time", "adjustment"]
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     field_serializer,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from tally_contracts import credits, invoicing, payments, rules, usage  # noqa: F401  (registers)
 from tally_contracts.base import MessageData
@@ -55,7 +56,18 @@ class Envelope(BaseModel, Generic[D]):
             if not isinstance(body, model):
                 raise ValueError(f"data is a {type(body).__name__}, type says {type_name}")
             return values
-        return {**values, "data": model.model_validate(body)}
+        try:
+            return {**values, "data": model.model_validate(body)}
+        except ValidationError as exc:  # re-raised with locations under `data`, not the envelope's
+            raise ValidationError.from_exception_data(
+                exc.title,
+                [
+                    InitErrorDetails(
+                        type=e["type"], loc=("data", *e["loc"]), input=e["input"], ctx=e.get("ctx", {})
+                    )
+                    for e in exc.errors()
+                ],
+            ) from None
 
     @field_serializer("occurred_at")
     def _utc(self, value: dt.datetime) -> str:
@@ -98,8 +110,9 @@ class Envelope(BaseModel, Generic[D]):
 
 def parse_message(raw: bytes | str) -> Envelope[Any]:
     """Parse one message value; raises `ValidationError` (or ValueError for size)."""
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise ValueError(f"message of {len(raw)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+    size = len(raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw)
+    if size > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {size} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
     return Envelope[Any].model_validate_json(raw)
 
 

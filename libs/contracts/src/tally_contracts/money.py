@@ -37,7 +37,7 @@ def _strict_decimal(value: Any) -> Decimal:
         raise ValueError('must be a decimal string such as "12.50"')
     if not value.is_finite():
         raise ValueError("must be a finite number")
-    if abs(value) >= MAX_ABS_AMOUNT:
+    if value.copy_abs() >= MAX_ABS_AMOUNT:  # copy_abs: no context, so no Overflow
         raise ValueError(f"must be smaller than {MAX_ABS_AMOUNT:,} in absolute value")
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > MAX_DECIMAL_PLACES:
@@ -70,7 +70,7 @@ class Money(BaseModel):
 
     @classmethod
     def of(cls, amount: Decimal | int | str, currency: str) -> Money:
-        return cls(amount=Decimal(amount), currency=currency)
+        return cls(amount=amount, currency=currency)
 
     @classmethod
     def zero(cls, currency: str) -> Money:

@@ -1,0 +1,111 @@
+"""The credits domain: one customer's ledger of promotional credit, credit balance, and
+what is applied to which invoice. Pure: a state and a message in, an `Outcome` out (the
+next state, the events to publish, the ledger entries to append); no I/O.
+
+A handler loads the customer's `CustomerLedger`, calls one operation with the message's
+data and its `Cause` (message id and the envelope's `occurred_at` day), saves
+`outcome.state`, appends `outcome.entries` and publishes `outcome.events`. A broken
+business rule raises `CreditsError(code, reason)` and changes nothing; the handler
+answers a command with CommandRejected. Allocation rules are in `credits.allocation`,
+the chart of accounts in `credits.ledger`.
+
+Rules decided here (for billing teams):
+
+- **Rounding.** Every amount that enters the ledger is rounded to its currency's minor
+  unit first (`Money.rounded`, half to even); a converted grant is amount × rate, rounded.
+- **Duplicates.** A grant, invoice or payment id seen before with the same content
+  changes nothing; with other content it is refused (`*_conflict`). A refund or
+  deduction id seen before, and a second void, deletion or reversal, change nothing.
+- **Events.** What happened (CreditGranted, CreditApplied, …) in order, then one
+  InvoiceBalanceChanged per invoice touched, then one CreditBalanceChanged per currency
+  whose promotional credit or credit balance changed.
+- **Dates.** `expires_at` is the last day a grant can be used. A grant is usable by a
+  message dated on or before that day; ExpireCredits(as_of) expires what is left of
+  grants whose last day is before `as_of`. Voiding an invoice on a day after a grant's
+  last day expires the promotional credit it releases at once (`returned_to: expired`).
+  Granting credit whose last day has already passed is refused.
+- **Manual entries** are credit-balance lots. A negative entry takes the credit balance
+  down at once (oldest lot first) and is refused if the balance would go below zero. An
+  entry (promotional or manual) can be deleted only while no part of it was used; a
+  negative entry is used the moment it is made (grant a positive entry to undo it).
+- **Currency change** converts only an unused promotional grant; a manual entry is
+  deleted and granted again in the new currency instead.
+- **Negative invoices.** Their |total| moves to the credit balance at once (lot
+  `invoice:<id>`) and the invoice is paid; voiding one takes that credit back.
+- **Payments.** A payment pays the invoice it names up to its amount due; the excess, or
+  a payment naming no invoice, becomes credit balance and pays other open invoices. A
+  payment naming an invoice credits has not seen is parked and pays it when the invoice
+  is posted, before any credit does (nothing is published while it waits). A payment
+  whose currency differs from its invoice's never pays that invoice: it becomes credit
+  balance in its own currency, whole (also when it was parked).
+- **Void.** Every application on the invoice is released: promotional credit to its
+  grant (or expired), credit balance to its lot, a payment to a new credit-balance lot.
+  Released credit then pays the customer's other open invoices, oldest first; what is
+  left pays the regenerated invoice when it is posted. A regenerated invoice takes the
+  place in "oldest first" of the invoice it replaces.
+- **Reversal.** A reversed payment is taken off the invoices it paid (they reopen) and
+  its credit-balance lots are withdrawn, after releasing whatever they paid. The part
+  already refunded (or used to settle a debt) cannot be taken back: it becomes a
+  shortfall, a negative lot `shortfall:payment:<payment_id>` that later credit balance
+  settles before it pays any invoice. So the credit balance can be negative (the
+  customer owes it); promotional grants never go below zero. Voiding a negative invoice
+  whose credit was already refunded works the same way.
+- **Refunds** debit the credit balance, oldest lot first, when it covers the amount;
+  otherwise they are declined with the reason and the balance is untouched.
+- **Deduction** (PromotionalCreditsDeducted) takes promotional credit off the named
+  grant, or off usable grants in the order they are spent; more than is there is refused.
+"""
+
+from credits.change import Cause, Outcome
+from credits.customer import (
+    Application,
+    CreditLot,
+    CreditsError,
+    CustomerLedger,
+    Deduction,
+    Invoice,
+    InvoiceBalance,
+    Payment,
+    PromotionalGrant,
+    Refund,
+)
+from credits.grants import (
+    apply_credits,
+    change_credit_currency,
+    deduct_promotional,
+    delete_credit_entry,
+    expire_credits,
+    grant_credit,
+)
+from credits.invoices import finalize_invoice, void_invoice
+from credits.ledger import LedgerEntry, Posting, account_balances
+from credits.payments import record_payment, refund, reverse_payment
+
+__all__ = [
+    "Application",
+    "Cause",
+    "CreditLot",
+    "CreditsError",
+    "CustomerLedger",
+    "Deduction",
+    "Invoice",
+    "InvoiceBalance",
+    "LedgerEntry",
+    "Outcome",
+    "Payment",
+    "Posting",
+    "PromotionalGrant",
+    "Refund",
+    "account_balances",
+    "apply_credits",
+    "change_credit_currency",
+    "deduct_promotional",
+    "delete_credit_entry",
+    "expire_credits",
+    "finalize_invoice",
+    "grant_credit",
+    "record_payment",
+    "refund",
+    "reverse_payment",
+    "void_invoice",
+]

@@ -1,0 +1,257 @@
+"""Validating a rule set as a whole, before it is saved.
+
+The contract models check shapes; this module checks meaning. An invalid rule set is
+rejected whole, with every problem at once: each `RuleSetError` names the rule (None for
+a destination-group problem), the field, and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from tally_contracts.rules import PutRuleSet, Rule
+
+ADJUSTMENT_LINE_PREFIX = "adj-"
+MAX_LINE_ID_LENGTH = 200
+MAX_RULE_ID_LENGTH = MAX_LINE_ID_LENGTH - len(ADJUSTMENT_LINE_PREFIX)
+MAX_TITLE_LENGTH = 500
+
+Problem = tuple[str, str]
+"""(field, what is wrong and what to do) for one rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSetError:
+    """One reason a rule set was refused."""
+
+    rule_id: str | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.field if self.rule_id is None else f"rule {self.rule_id!r}, {self.field}"
+        return f"{where}: {self.message}"
+
+
+class RuleSetRejected(Exception):
+    """A PutRuleSet broke the rules; nothing was saved. `code` is stable, `reason` is for a person."""
+
+    code = "invalid_rule_set"
+
+    def __init__(self, rule_set_id: str, errors: Sequence[RuleSetError]) -> None:
+        self.rule_set_id = rule_set_id
+        self.errors = tuple(errors)
+        self.reason = f"rule set {rule_set_id!r} was not saved: " + "; ".join(map(str, self.errors))
+        super().__init__(self.reason)
+
+
+def validate_rule_set(cmd: PutRuleSet) -> list[RuleSetError]:
+    """Every problem of the rule set; an empty list means it can be saved."""
+    errors = list(_destination_group_errors(cmd.destination_groups))
+    seen: set[str] = set()
+    for rule in cmd.rules:
+        if rule.rule_id in seen:
+            errors.append(
+                RuleSetError(
+                    rule.rule_id,
+                    "rule_id",
+                    "another rule in the set has this id; give each rule its own rule_id",
+                )
+            )
+        seen.add(rule.rule_id)
+        errors.extend(
+            RuleSetError(rule.rule_id, field, message) for field, message in _rule_problems(rule, cmd)
+        )
+    return errors
+
+
+def _rule_problems(rule: Rule, cmd: PutRuleSet) -> Iterator[Problem]:
+    yield from _identity_problems(rule)
+    yield from _analyze_problems(rule, cmd.destination_groups)
+    yield from _measure_problems(rule)
+    yield from _value_type_problems(rule)
+    yield from _condition_problems(rule)
+    yield from _apply_to_problems(rule)
+
+
+def _identity_problems(rule: Rule) -> Iterator[Problem]:
+    if len(rule.rule_id) > MAX_RULE_ID_LENGTH:
+        yield (
+            "rule_id",
+            f"must be at most {MAX_RULE_ID_LENGTH} characters, so that the adjustment line id "
+            f"'{ADJUSTMENT_LINE_PREFIX}<rule_id>' fits in {MAX_LINE_ID_LENGTH}; shorten it",
+        )
+    if not rule.title.strip():
+        yield "title", "is empty; set the transaction title the customer reads on the invoice line"
+    elif len(rule.title) > MAX_TITLE_LENGTH:
+        yield (
+            "title",
+            f"must be at most {MAX_TITLE_LENGTH} characters (an invoice line's description); shorten it",
+        )
+
+
+def _analyze_problems(rule: Rule, groups: Mapping[str, list[str]]) -> Iterator[Problem]:
+    analyze = rule.analyze
+    if analyze.scope == "transaction_type" and analyze.transaction_type is None:
+        yield (
+            "analyze.transaction_type",
+            "is missing; scope 'transaction_type' needs one of subscription, usage or one_time",
+        )
+    if analyze.scope != "transaction_type" and analyze.transaction_type is not None:
+        yield (
+            "analyze.transaction_type",
+            f"is only used with scope 'transaction_type', not {analyze.scope!r}; remove it or change analyze.scope",
+        )
+    if analyze.scope == "service" and not analyze.service:
+        yield "analyze.service", "is missing; scope 'service' needs the service to analyse, e.g. 'voice'"
+    if analyze.scope != "service" and analyze.service is not None:
+        yield (
+            "analyze.service",
+            f"is only used with scope 'service', not {analyze.scope!r}; remove it or set analyze.scope to 'service'",
+        )
+    group = analyze.destination_group
+    if group is None:
+        return
+    if analyze.scope != "service":
+        yield (
+            "analyze.destination_group",
+            "limits one service's usage to some destinations; set analyze.scope to 'service' "
+            "with analyze.service, or remove the destination group",
+        )
+    if group not in groups:
+        known = ", ".join(repr(name) for name in sorted(groups)) or "none"
+        yield (
+            "analyze.destination_group",
+            f"unknown destination group {group!r} (defined: {known}); "
+            "add it to destination_groups or correct the name",
+        )
+
+
+def _measure_problems(rule: Rule) -> Iterator[Problem]:
+    if rule.measure != "units":
+        return
+    if rule.type == "minimum_amount":
+        yield "measure", "a minimum_amount is an amount of money; set measure to 'money'"
+    elif rule.analyze.scope != "service":
+        yield (
+            "measure",
+            f"units can only be counted for one service, not on scope {rule.analyze.scope!r}; "
+            "set analyze.scope to 'service' with analyze.service, or measure 'money'",
+        )
+
+
+def _value_type_problems(rule: Rule) -> Iterator[Problem]:
+    if rule.type == "minimum_amount":
+        if rule.value_type is not None:
+            yield (
+                "value_type",
+                "a minimum_amount adds the difference up to its threshold; remove value_type",
+            )
+    elif rule.value_type is None:
+        yield "value_type", f"is missing; a {rule.type} needs value_type 'amount' or 'percentage'"
+
+
+def _condition_problems(rule: Rule) -> Iterator[Problem]:
+    if rule.type == "minimum_amount" and len(rule.conditions) > 1:
+        yield (
+            "conditions",
+            f"a minimum_amount has exactly one condition (its threshold), not {len(rule.conditions)}; "
+            "keep one",
+        )
+    first_with: dict[Decimal, int] = {}
+    for index, condition in enumerate(rule.conditions):
+        field = f"conditions[{index}]"
+        if condition.threshold < 0:
+            yield f"{field}.threshold", f"is negative ({condition.threshold}); use zero or more"
+        if condition.threshold in first_with:
+            yield (
+                f"{field}.threshold",
+                f"{condition.threshold} is also the threshold of conditions[{first_with[condition.threshold]}]; "
+                "give each tier its own threshold",
+            )
+        else:
+            first_with[condition.threshold] = index
+        yield from _value_problems(rule, field, condition.value)
+
+
+def _value_problems(rule: Rule, field: str, value: Decimal | None) -> Iterator[Problem]:
+    if rule.type == "minimum_amount":
+        if value is not None:
+            yield f"{field}.value", "a minimum_amount tops up to its threshold and takes no value; remove it"
+        return
+    wanted = "percentage" if rule.value_type == "percentage" else "amount"
+    if value is None:
+        yield f"{field}.value", f"is missing; set the {rule.type}'s {wanted}"
+    elif value <= 0:
+        yield f"{field}.value", f"must be more than zero, not {value}; set the {rule.type}'s {wanted}"
+    elif rule.type == "promotion" and rule.value_type == "percentage" and value > 100:
+        yield (
+            f"{field}.value",
+            f"{value}% is over 100; a promotion never credits more than the charges, use at most 100",
+        )
+
+
+def _apply_to_problems(rule: Rule) -> Iterator[Problem]:
+    target = rule.apply_to
+    if target is None:
+        return
+    if rule.type == "minimum_amount":
+        yield "apply_to", "a minimum_amount tops up the analysed charges themselves; remove apply_to"
+        return
+    if target.scope == "transaction_type" and target.transaction_type is None:
+        yield (
+            "apply_to.transaction_type",
+            "is missing; scope 'transaction_type' needs one of subscription, usage or one_time",
+        )
+    if target.scope != "transaction_type" and target.transaction_type is not None:
+        yield (
+            "apply_to.transaction_type",
+            f"is only used with scope 'transaction_type', not {target.scope!r}; remove it or change apply_to.scope",
+        )
+    if target.scope == "service" and not target.service:
+        yield (
+            "apply_to.service",
+            "is missing; scope 'service' needs the service charged or credited, e.g. 'voice'",
+        )
+    if target.scope != "service" and target.service is not None:
+        yield (
+            "apply_to.service",
+            f"is only used with scope 'service', not {target.scope!r}; remove it or set apply_to.scope to 'service'",
+        )
+    if target.scope == "subscription" and not target.subscription_id:
+        yield "apply_to.subscription_id", "is missing; scope 'subscription' needs the subscription's id"
+    if target.scope != "subscription" and target.subscription_id is not None:
+        yield (
+            "apply_to.subscription_id",
+            f"is only used with scope 'subscription', not {target.scope!r}; "
+            "remove it or set apply_to.scope to 'subscription'",
+        )
+
+
+def _destination_group_errors(groups: Mapping[str, list[str]]) -> Iterator[RuleSetError]:
+    owner: dict[str, str] = {}
+    for name, prefixes in groups.items():
+        field = f"destination_groups[{name!r}]"
+        if not name.strip():
+            yield RuleSetError(None, field, "a destination group needs a name; name it or remove it")
+        if not prefixes:
+            yield RuleSetError(
+                None, field, "has no prefixes; list its destination prefixes (e.g. '44') or remove the group"
+            )
+        listed: set[str] = set()
+        for prefix in prefixes:
+            if not prefix.strip():
+                yield RuleSetError(None, field, "contains an empty prefix; remove it")
+            elif prefix in listed:
+                yield RuleSetError(None, field, f"lists prefix {prefix!r} more than once; keep one")
+            elif prefix in owner:
+                yield RuleSetError(
+                    None,
+                    field,
+                    f"prefix {prefix!r} is also in group {owner[prefix]!r}; a prefix belongs to one group only",
+                )
+            else:
+                owner[prefix] = name
+            listed.add(prefix)
