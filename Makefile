@@ -52,8 +52,8 @@ status:
 	@deploy/local/postgres.sh status || true
 	@deploy/local/stack.sh status || true
 
-demo: up  ## for now: the whole stack up and healthy; the scripted month arrives with the CLI
-	@deploy/local/stack.sh status
+demo: up  ## the stack up and healthy, then a month for three customers and their statements
+	@$(UV) run python -m tally_cli.demo
 
 bench: setup infra
 	$(UV) run python -m bench

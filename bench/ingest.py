@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tally_contracts import Envelope, topics
 from tally_contracts.invoicing import Price, PutPriceList, UpsertCustomer
 from tally_contracts.usage import UsageRecorded
+from tally_messaging.logs import configure_logging
 from tally_messaging.settings import ServiceSettings
 from tally_messaging.topic_admin import ensure_topics
 
@@ -77,10 +78,7 @@ async def raw_kafka_rate(prefix: str) -> float:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, max_poll_records=5000)
     await consumer.start()
     try:
-        tps = [
-            TopicPartition(prefix + topics.USAGE, p)
-            for p in consumer.partitions_for_topic(prefix + topics.USAGE) or ()
-        ]
+        tps = [TopicPartition(prefix + topics.USAGE, p) for p in range(topics.PARTITIONS)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         started, seen = time.perf_counter(), 0
@@ -159,6 +157,7 @@ async def run_invoicing_until(settings: ServiceSettings, consumer: str, count: i
 
 
 async def main() -> None:
+    configure_logging("bench", "WARNING")
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     await ensure_topics(BOOTSTRAP, prefix)
     admin = await asyncpg.connect(ADMIN_DSN)

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tally_cli.messages import InputError, build, from_document, load_documents, parse_assignments, topic_for
+from tally_cli.statement import fetch_statement, render
 from tally_cli.watching import OutcomeWatcher, Seen, tail
 from tally_contracts import Envelope, Money
 from tally_contracts.topics import USAGE
@@ -57,7 +58,7 @@ def _bootstrap(value: str | None) -> str:
     return value or ServiceSettings().kafka_bootstrap
 
 
-async def _publish(
+async def publish(
     bootstrap: str, prefix: str, messages: list[Envelope[Any]], topic: str | None = None
 ) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
@@ -111,14 +112,14 @@ async def _send_and_wait(
     as_json: bool,
 ) -> int:
     if not wait:
-        await _publish(bootstrap, prefix, commands)
+        await publish(bootstrap, prefix, commands)
         for c in commands:
             out.print(f"sent {c.type} {c.id}")
         return 0
     worst = 0
     async with OutcomeWatcher(bootstrap, prefix) as watcher:
         for command in commands:
-            await _publish(bootstrap, prefix, [command])
+            await publish(bootstrap, prefix, [command])
             seen = await watcher.collect(command, timeout, settle)
             code, reason = _verdict(seen)
             if as_json:
@@ -204,7 +205,7 @@ def usage(
     except (InputError, ValidationError, ValueError, OSError) as exc:
         err.print(f"[red]cannot publish: {exc}[/red]")
         raise typer.Exit(2) from None
-    asyncio.run(_publish(_bootstrap(bootstrap), prefix, events, USAGE))
+    asyncio.run(publish(_bootstrap(bootstrap), prefix, events, USAGE))
     out.print(f"published {len(events)} usage event(s) to {prefix}{USAGE}")
 
 
@@ -241,6 +242,25 @@ def tail_topic(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+@app.command()
+def statement(
+    customer: Annotated[str, typer.Argument(help="customer_id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw read-API answers.")] = False,
+) -> None:
+    """Print a customer's statement: invoices with lines, credits, payments, amount due, balances."""
+    import httpx
+
+    try:
+        found = asyncio.run(fetch_statement(customer))
+    except httpx.HTTPError as exc:
+        err.print(f"[red]cannot fetch the statement: {exc} (is the stack running? make up)[/red]")
+        raise typer.Exit(2) from None
+    if as_json:
+        out.print_json(data=found.__dict__)
+    else:
+        out.print(render(found))
 
 
 if __name__ == "__main__":

@@ -99,9 +99,8 @@ async def topic_prefix(infra: Infra) -> str:
     return prefix
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def new_database(infra: Infra) -> AsyncIterator[Callable[[], Awaitable[str]]]:
-    """Makes empty databases for the test (dropped after); returns their DSNs."""
+@contextlib.asynccontextmanager
+async def _databases(infra: Infra) -> AsyncIterator[Callable[[], Awaitable[str]]]:
     made: list[str] = []
 
     async def make() -> str:
@@ -121,6 +120,20 @@ async def new_database(infra: Infra) -> AsyncIterator[Callable[[], Awaitable[str
             await conn.execute(f'drop database if exists "{name}" with (force)')
     finally:
         await conn.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def new_database(infra: Infra) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """Makes empty databases for the test (dropped after); returns their DSNs."""
+    async with _databases(infra) as make:
+        yield make
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def module_database(infra: Infra) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """Like `new_database`, for fixtures shared by a test module (e.g. one running stack)."""
+    async with _databases(infra) as make:
+        yield make
 
 
 def service_settings(infra: Infra, prefix: str, dsn: str, **overrides: Any) -> ServiceSettings:
