@@ -30,7 +30,7 @@ from rich.table import Table
 
 from tally_cli.messages import InputError, build, from_document, load_documents, parse_assignments, topic_for
 from tally_cli.statement import fetch_statement, render
-from tally_cli.watching import OutcomeWatcher, Seen, tail
+from tally_cli.watching import OutcomeWatcher, Seen, dead_letters, tail
 from tally_contracts import Envelope, Money
 from tally_contracts.topics import USAGE
 from tally_contracts.usage import UsageRecorded
@@ -242,6 +242,47 @@ def tail_topic(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+@app.command()
+def replay(
+    topic: Annotated[str, typer.Argument(help="The original topic, e.g. usage (reads usage.dlq).")],
+    contains: Annotated[
+        str | None, typer.Option(help="Only dead letters whose raw value contains this.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Publish; without it, only list what would be.")] = False,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = "",
+) -> None:
+    """Re-publish dead letters to their topic once the cause is fixed (duplicates are dropped by the inbox)."""
+
+    async def run() -> int:
+        found = await dead_letters(_bootstrap(bootstrap), prefix + topic)
+        chosen = [d for d in found if contains is None or contains in str(d.get("raw"))]
+        replayable = [d for d in chosen if isinstance(d.get("raw"), str)]
+        for d in chosen:
+            out.print(f"{d.get('topic')}[{d.get('partition')}]@{d.get('offset')} {d.get('error', '')[:200]}")
+        if len(replayable) < len(chosen):
+            err.print(f"{len(chosen) - len(replayable)} dead letter(s) are not text and cannot be replayed")
+        if not yes:
+            out.print(
+                f"{len(replayable)} dead letter(s) would be re-published to {topic}; add --yes to do it"
+            )
+            return 0
+        producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(bootstrap), enable_idempotence=True)
+        await producer.start()
+        try:
+            for d in replayable:
+                key = d.get("key")
+                await producer.send_and_wait(
+                    prefix + topic, d["raw"].encode(), key=key.encode() if isinstance(key, str) else None
+                )
+        finally:
+            await producer.stop()
+        out.print(f"re-published {len(replayable)} dead letter(s) to {topic}")
+        return 0
+
+    raise typer.Exit(asyncio.run(run()))
 
 
 @app.command()

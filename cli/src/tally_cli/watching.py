@@ -100,3 +100,18 @@ async def tail(bootstrap: str, topic: str, from_beginning: bool) -> AsyncIterato
 
 async def sleep_forever() -> None:
     await asyncio.Event().wait()
+
+
+async def dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every dead letter on `topic`'s DLQ now (read from the oldest to the current end)."""
+    consumer = await _assigned(bootstrap, [dlq(topic)], from_beginning=True)
+    try:
+        assigned = list(consumer.assignment())
+        ends = await consumer.end_offsets(assigned)
+        found: list[dict[str, Any]] = []
+        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found.extend(json.loads(r.value or b"{}") for r in records)
+        return found
+    finally:
+        await consumer.stop()
