@@ -272,26 +272,31 @@ class InvoicingStore:
     # -- lines --------------------------------------------------------------------
 
     async def add_usage(self, deltas: Iterable[UsageDelta]) -> None:
-        await self.conn.executemany(
+        """Add a batch's usage to its lines: one statement (arrays), not one per line.
+
+        The deltas are already folded per (invoice, line), as ON CONFLICT requires."""
+        rows = list(deltas)
+        if not rows:
+            return
+        await self.conn.execute(
             "insert into invoice_lines (invoice_id, line_id, kind, raw_amount, quantity, unit_price, service, unit,"
-            " destination, late) values ($1, $2, 'usage', $3, $4, $5, $6, $7, $8, $9)"
+            " destination, late)"
+            " select invoice_id, line_id, 'usage', raw_amount, quantity, unit_price, service, unit, destination, late"
+            " from unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[], $6::text[],"
+            " $7::text[], $8::text[], $9::bool[])"
+            " as u(invoice_id, line_id, raw_amount, quantity, unit_price, service, unit, destination, late)"
             " on conflict (invoice_id, line_id) do update set raw_amount = invoice_lines.raw_amount + excluded.raw_amount,"
             " quantity = invoice_lines.quantity + excluded.quantity,"
             " unit_price = coalesce(excluded.unit_price, invoice_lines.unit_price)",
-            [
-                (
-                    d.invoice_id,
-                    d.line_id,
-                    d.amount,
-                    d.quantity,
-                    d.unit_price,
-                    d.service,
-                    d.unit,
-                    d.destination,
-                    d.late,
-                )
-                for d in deltas
-            ],
+            [d.invoice_id for d in rows],
+            [d.line_id for d in rows],
+            [d.amount for d in rows],
+            [d.quantity for d in rows],
+            [d.unit_price for d in rows],
+            [d.service for d in rows],
+            [d.unit for d in rows],
+            [d.destination for d in rows],
+            [d.late for d in rows],
         )
 
     async def usage_deltas(self, invoice_id: str) -> list[UsageDelta]:
