@@ -25,7 +25,9 @@ class Seen:
 async def _assigned(bootstrap: str, topics: list[str], from_beginning: bool) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+    # A consumer without a subscription has no metadata yet: ask the cluster directly.
+    cluster = await consumer._client.fetch_all_metadata()
+    tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
     if not tps:
         await consumer.stop()
         raise RuntimeError(f"none of the topics {topics} exist on {bootstrap}; start the stack first")

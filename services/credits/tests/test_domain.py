@@ -382,6 +382,40 @@ def test_void_returns_promotional_credit_to_its_grant_and_payments_to_credit_bal
     assert customer.state.balance_available("USD") == usd("70.00")
 
 
+def test_a_voided_invoice_is_owed_by_no_one(customer: Customer) -> None:
+    """Found wiring the service: the event and the read model said a voided invoice still
+    had its whole total due, while its ledger account `invoice:<id>` said zero."""
+    customer.finalize("inv-1", usd("100.00"))
+    customer.grant("promo-1", usd("30.00"))
+
+    customer.void("inv-1")
+
+    [balance] = customer.published(InvoiceBalanceChanged)
+    assert (balance.status, balance.credits_applied, balance.payments_applied, balance.amount_due) == (
+        "voided",
+        usd("0"),
+        usd("0"),
+        usd("0"),
+    )
+    assert customer.due("inv-1") == usd("0")
+    assert account_balances(customer.entries).get(("invoice:inv-1", "USD"), usd("0")) == usd("0")
+
+
+def test_a_voided_negative_invoice_is_owed_by_no_one(customer: Customer) -> None:
+    customer.finalize("inv-1", usd("-20.00"))
+
+    customer.void("inv-1")
+
+    [balance] = customer.published(InvoiceBalanceChanged)
+    assert (balance.status, balance.total, balance.credits_applied, balance.amount_due) == (
+        "voided",
+        usd("-20.00"),
+        usd("0"),
+        usd("0"),
+    )
+    assert account_balances(customer.entries).get(("invoice:inv-1", "USD"), usd("0")) == usd("0")
+
+
 def test_regenerated_invoice_is_paid_again_from_what_was_released(customer: Customer) -> None:
     customer.finalize("inv-1", usd("100.00"))
     customer.grant("promo-1", usd("30.00"))

@@ -213,6 +213,8 @@ def allocate_payment(change: Change, payment: Payment) -> None:
 
 def allocate(change: Change, currency: str) -> None:
     """Apply available credit to open invoices in one currency, by the rules above."""
+    if not usable_grants(change, currency, change.cause.on) and not positive_lots(change, currency):
+        return  # nothing to apply (sources only shrink below): skip the walk over every invoice
     invoices = sorted(
         (i for i in change.invoices.values() if i.currency == currency and change.amount_due(i).is_positive),
         key=lambda i: (i.order, i.seq),

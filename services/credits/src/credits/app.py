@@ -1,10 +1,100 @@
 """The credits service: subscriptions wired to handlers, and its read API."""
 
-from tally_contracts import topics
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from credits import handlers
+from credits.store import CreditsStore, EntryRow, InvoiceRow, amount_text
+from tally_contracts import credits, invoicing, payments, topics
 from tally_messaging import Service, ServiceSettings
 
 
 def build(settings: ServiceSettings | None = None) -> Service:
     service = Service("credits", events_topic=topics.CREDITS_EVENTS, settings=settings)
     service.consumes(topics.CREDITS_COMMANDS, topics.INVOICING_EVENTS, topics.PAYMENTS_EVENTS)
+    on_command = {
+        credits.GrantCredit: handlers.grant_credit,
+        credits.DeleteCreditEntry: handlers.delete_credit_entry,
+        credits.ChangeCreditCurrency: handlers.change_credit_currency,
+        credits.ApplyCredits: handlers.apply_credits,
+        credits.ExpireCredits: handlers.expire_credits,
+    }
+    for message_type, handler in on_command.items():
+        service.handles(topics.CREDITS_COMMANDS, message_type)(handler)
+    service.handles(topics.INVOICING_EVENTS, invoicing.InvoiceFinalized)(handlers.finalize_invoice)
+    service.handles(topics.INVOICING_EVENTS, invoicing.InvoiceVoided)(handlers.void_invoice)
+    on_payment = {
+        payments.PaymentRecorded: handlers.record_payment,
+        payments.PaymentReversed: handlers.reverse_payment,
+        payments.PromotionalCreditsDeducted: handlers.deduct_promotional,
+        payments.RefundRequested: handlers.refund,
+    }
+    for message_type, handler in on_payment.items():
+        service.handles(topics.PAYMENTS_EVENTS, message_type)(handler)
+
+    @service.get("/customers/{customer_id}/balances")
+    async def customer_balances(request: Request) -> Response:
+        customer_id = request.path_params["customer_id"]
+        async with service.pool.acquire() as conn:
+            rows = await CreditsStore(conn).balances(customer_id)
+        balances = [
+            {
+                "currency": r.currency,
+                "promotional": amount_text(r.promotional),
+                "credit_balance": amount_text(r.credit_balance),
+            }
+            for r in rows
+        ]
+        return JSONResponse({"customer_id": customer_id, "balances": balances})
+
+    @service.get("/customers/{customer_id}/invoices")
+    async def customer_invoices(request: Request) -> Response:
+        customer_id = request.path_params["customer_id"]
+        async with service.pool.acquire() as conn:
+            rows = await CreditsStore(conn).invoices(customer_id)
+        return JSONResponse({"customer_id": customer_id, "invoices": [_invoice_json(r) for r in rows]})
+
+    @service.get("/customers/{customer_id}/ledger")
+    async def customer_ledger(request: Request) -> Response:
+        customer_id = request.path_params["customer_id"]
+        async with service.pool.acquire() as conn:
+            entries = await CreditsStore(conn).entries(customer_id)
+        return JSONResponse({"customer_id": customer_id, "entries": [_entry_json(e) for e in entries]})
+
     return service
+
+
+def _invoice_json(invoice: InvoiceRow) -> dict[str, Any]:
+    return {
+        "invoice_id": invoice.invoice_id,
+        "currency": invoice.currency,
+        "status": invoice.status,
+        "issued_on": invoice.issued_on.isoformat() if invoice.issued_on else None,
+        "regenerated_from": invoice.regenerated_from,
+        "total": amount_text(invoice.total),
+        "credits_applied": amount_text(invoice.credits_applied),
+        "payments_applied": amount_text(invoice.payments_applied),
+        "applied": amount_text(invoice.credits_applied + invoice.payments_applied),
+        "amount_due": amount_text(invoice.amount_due),
+    }
+
+
+def _entry_json(entry: EntryRow) -> dict[str, Any]:
+    return {
+        "entry_id": entry.entry_id,
+        "memo": entry.memo,
+        "cause": {
+            "message_id": entry.cause_id,
+            "type": entry.cause_type,
+            "day": entry.cause_day.isoformat(),
+        },
+        "recorded_at": entry.recorded_at.isoformat(),
+        "postings": [
+            {"account": p.account, "amount": amount_text(p.amount), "currency": p.currency}
+            for p in entry.postings
+        ],
+    }

@@ -142,7 +142,8 @@ class Change:
         """What the invoice still needs; zero for a voided, paid or negative invoice."""
         if invoice.status == "voided" or not invoice.total.is_positive:
             return Money.zero(invoice.currency)
-        return invoice.total - self._applied.get(invoice.invoice_id, Money.zero(invoice.currency))
+        applied = self._applied.get(invoice.invoice_id)
+        return invoice.total if applied is None else invoice.total - applied
 
     def active_applications(
         self,

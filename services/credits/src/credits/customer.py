@@ -211,11 +211,15 @@ def invoice_balance(invoice: Invoice, applications: Iterable[Application]) -> In
 
     A negative invoice's total moved to the credit balance counts as credit applied (a
     negative amount), so its amount due is zero; once voided that transfer is undone.
+    A voided invoice is owed by no one: its amount due is zero (as its ledger account
+    `invoice:<id>` is), and nothing is applied to it any more.
     """
     currency = invoice.currency
     active = [a for a in applications if a.status == "active"]
     credits = total_of((a.amount for a in active if a.source_type != "payment"), currency)
     payments = total_of((a.amount for a in active if a.source_type == "payment"), currency)
-    if invoice.total.is_negative and invoice.status != "voided":
+    if invoice.status == "voided":
+        return InvoiceBalance(invoice.total, credits, payments, Money.zero(currency))
+    if invoice.total.is_negative:
         credits = credits + invoice.total
     return InvoiceBalance(invoice.total, credits, payments, invoice.total - credits - payments)

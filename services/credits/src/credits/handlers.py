@@ -1,0 +1,105 @@
+"""One function per message type: load → decide (domain) → save → publish.
+
+Every handler runs inside the runtime's transaction, which already holds the advisory
+lock of the message's key (the customer); the ledger row is also read FOR UPDATE. A
+broken business rule (`CreditsError`) changes nothing: a command is answered by
+CommandRejected, another service's event goes to the DLQ with the reason — except a
+deduction (PromotionalCreditsDeducted), which payments asked for on a person's behalf:
+credits answers it with CommandRejected on `credits.events`, correlated with the
+DeductPromotionalCredits command that started it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from credits import domain
+from credits.change import Cause, Outcome
+from credits.customer import CreditsError, CustomerLedger
+from credits.store import CreditsStore
+from tally_contracts import Envelope
+from tally_messaging import Rejected, Transaction
+from tally_messaging.processing import Handler
+
+Operation = Callable[[CustomerLedger, Any, Cause], Outcome]
+
+
+def cause_of(message: Envelope[Any]) -> Cause:
+    """The message id seeds every id the operation makes; its UTC day decides expiry."""
+    return Cause(str(message.id), message.occurred_at.astimezone(dt.UTC).date())
+
+
+def _customer_id(message: Envelope[Any]) -> str:
+    if not message.customer_id:
+        raise Rejected("customer_id_missing", f"{message.type} needs the envelope's customer_id")
+    return message.customer_id
+
+
+async def _run(message: Envelope[Any], tx: Transaction, operation: Operation) -> None:
+    customer_id = _customer_id(message)
+    store = CreditsStore(tx.conn)
+    state = await store.load(customer_id)
+    cause = cause_of(message)
+    try:
+        outcome = operation(state, message.data, cause)
+    except CreditsError as error:
+        raise Rejected(error.code, error.reason) from None
+    await _save_and_publish(store, tx, message, cause, outcome, unchanged=outcome.state is state)
+
+
+async def _save_and_publish(
+    store: CreditsStore,
+    tx: Transaction,
+    message: Envelope[Any],
+    cause: Cause,
+    outcome: Outcome,
+    *,
+    unchanged: bool,
+) -> None:
+    if not unchanged:
+        await store.save(outcome.state, outcome.entries, outcome.events, cause, message.type)
+    for event in outcome.events:
+        tx.publish(message, event, customer_id=outcome.state.customer_id)
+
+
+def _handler(operation: Operation) -> Handler:
+    async def handle(message: Envelope[Any], tx: Transaction) -> None:
+        await _run(message, tx, operation)
+
+    handle.__name__ = handle.__qualname__ = operation.__name__
+    handle.__doc__ = operation.__doc__
+    return handle
+
+
+# credits.commands
+grant_credit = _handler(domain.grant_credit)
+delete_credit_entry = _handler(domain.delete_credit_entry)
+change_credit_currency = _handler(domain.change_credit_currency)
+apply_credits = _handler(domain.apply_credits)
+expire_credits = _handler(domain.expire_credits)
+
+# invoicing.events
+finalize_invoice = _handler(domain.finalize_invoice)
+void_invoice = _handler(domain.void_invoice)
+
+# payments.events
+record_payment = _handler(domain.record_payment)
+reverse_payment = _handler(domain.reverse_payment)
+refund = _handler(domain.refund)
+
+
+async def deduct_promotional(message: Envelope[Any], tx: Transaction) -> None:
+    """A deduction payments recorded: taken off promotional credit, or answered with
+    CommandRejected (more than there is, an unknown grant) and nothing changed."""
+    customer_id = _customer_id(message)
+    store = CreditsStore(tx.conn)
+    state = await store.load(customer_id)
+    cause = cause_of(message)
+    try:
+        outcome = domain.deduct_promotional(state, message.data, cause)
+    except CreditsError as error:
+        tx.reject(message, error.code, error.reason)
+        return
+    await _save_and_publish(store, tx, message, cause, outcome, unchanged=outcome.state is state)
