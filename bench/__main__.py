@@ -3,9 +3,9 @@
 import asyncio
 import sys
 
-from bench import ingest
+from bench import credits, ingest
 
-BENCHMARKS = {"ingest": ingest.main}
+BENCHMARKS = {"ingest": ingest.main, "credits": credits.main}
 
 
 def main() -> None:
