@@ -244,7 +244,8 @@ async def play(demo: Demo, progress: Progress, customers: dict[str, str]) -> Non
 
     async def all_final() -> bool:
         for name in customers.values():
-            if any(i["status"] in ("pending", "closed") for i in await demo.invoices(name)):
+            november = [i for i in await demo.invoices(name) if i["period_start"] < BILL_DAY.isoformat()]
+            if any(i["status"] in ("pending", "closed") for i in november):
                 return False
         return True
 
@@ -254,7 +255,9 @@ async def play(demo: Demo, progress: Progress, customers: dict[str, str]) -> Non
     )
     await step("every invoice posted", demo.until("invoices to be posted", all_final))
 
-    globex_invoice = next(i for i in await demo.invoices(globex) if i["kind"] != "one_time")
+    globex_invoice = next(
+        i for i in await demo.invoices(globex) if i["kind"] == "period" and i["period_start"] == "2026-11-01"
+    )
     payment = RecordOfflinePayment(
         payment_id=f"wire-{globex}",
         invoice_id=globex_invoice["invoice_id"],

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -81,6 +82,8 @@ def render(statement: Statement) -> Group:
     """The statement as rich renderables: one table per invoice, then balances and payments."""
     parts: list[Any] = [Text(f"Statement for {statement.customer_id}", style="bold underline")]
     for invoice in statement.invoices:
+        if invoice["status"] == "pending" and not invoice.get("lines"):
+            continue  # an opened period with nothing on it yet
         currency = invoice["currency"]
         credit_view = statement.balances_by_invoice.get(invoice["invoice_id"], {})
         title = (
@@ -88,15 +91,13 @@ def render(statement: Statement) -> Group:
             f"[{invoice['status']}]"
             + (f"  regenerated from {invoice['regenerated_from']}" if invoice.get("regenerated_from") else "")
         )
-        table = Table(title=title, title_justify="left", show_footer=True)
+        table = Table(title=escape(title), title_justify="left", show_footer=True)
         table.add_column("kind")
         table.add_column("description", footer="total")
         table.add_column("quantity", justify="right")
         table.add_column("amount", justify="right", footer=_money(invoice.get("total"), currency))
         for line in invoice.get("lines", []):
             description = line.get("description") or line.get("service") or ""
-            if line.get("destination"):
-                description += f" → {line['destination']}"
             if line.get("late"):
                 description += " (late)"
             quantity = line.get("quantity")
