@@ -373,7 +373,13 @@ async def test_tiered_promotion_minimum_and_penalty_with_destination_groups(
             day=5,
         )
     await send(kafka, topics.USAGE, UsageRecorded(service="data", quantity=Decimal(4), unit="GB"), who, day=6)
-    await stack.until_invoices(who, lambda invs: len(invs) == 1)
+    [pending] = await stack.until_invoices(who, lambda invs: len(invs) == 1)
+
+    def all_usage_on(body: Any) -> bool:
+        quantities = [Decimal(ln["quantity"]) for ln in body["lines"] if ln["kind"] == "usage"]
+        return sum(quantities, Decimal(0)) == 554  # 550 minutes and 4 GB: usage and commands race
+
+    await stack.until("invoicing", f"/invoices/{pending['invoice_id']}", all_usage_on)
     bill = await send(kafka, topics.INVOICING_COMMANDS, RunBilling(as_of=dt.date(2026, 12, 1)), who, day=31)
 
     final = await answered(kafka, topics.INVOICING_EVENTS, bill, "InvoiceFinalized", timeout=45)
