@@ -58,5 +58,9 @@ demo: up  ## the stack up and healthy, then a month for three customers and thei
 bench: setup infra
 	$(UV) run python -m bench
 
+faults: setup infra  ## the long fault run (tests/faults): make faults SEED=<n> [CUSTOMERS=30 COMMANDS=2000 FAULTS_ARGS=...]
+	$(UV) run python -m tests.faults.run --seed $(or $(SEED),1) --customers $(or $(CUSTOMERS),30) \
+		--commands $(or $(COMMANDS),2000) --private-infra $(FAULTS_ARGS)
+
 clean: down
 	rm -rf .local

@@ -115,6 +115,28 @@ async def test_poison_message_goes_to_dlq_and_next_is_processed(
     assert await applied_count(running_probe.database_url, good.id) == 1
 
 
+async def test_oversized_message_is_dead_lettered_truncated_and_the_relay_keeps_going(
+    running_probe: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    """Found by the fault run: 1 MB of "€" once made a 2 MB dead letter Kafka refused,
+    and the relay retried it for ever with every later event stuck behind it."""
+    customer = f"cus-{uuid.uuid4().hex[:6]}"
+    marker = uuid.uuid4().hex
+    huge = ('{"id": "' + marker + '", "reason": "' + "€" * 336_000 + '"}').encode()
+    good = grant(customer)
+
+    await kafka.send(topics.CREDITS_COMMANDS, huge, key=customer)
+    await kafka.send(topics.CREDITS_COMMANDS, good)
+    await kafka.wait_for(topics.CREDITS_EVENTS, lambda ms: bool(granted(ms, good)))
+
+    [dead] = await kafka.dead_letters(
+        topics.CREDITS_COMMANDS,
+        lambda d: isinstance(d["raw"], dict) and marker in d["raw"].get("truncated", ""),
+    )
+    assert dead["raw"]["bytes"] == len(huge)
+    assert "limit" in dead["error"]
+
+
 async def test_float_amount_is_dead_lettered_with_the_field_named(
     running_probe: ServiceSettings, kafka: KafkaProbe
 ) -> None:

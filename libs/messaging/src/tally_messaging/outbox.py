@@ -99,9 +99,9 @@ class OutboxRelay:
                 self.healthy = True
                 if await self._sleep(_POLL_SECONDS):
                     return
-            self.healthy = True
             while not self._stopping.is_set():
                 sent = await self._relay_batch(conn, producer)
+                self.healthy = True  # only once a batch went through: a stuck relay is unhealthy
                 if sent < self._batch_size and await self._sleep(_POLL_SECONDS):
                     return
         finally:

@@ -4,6 +4,7 @@ the ways to answer (publish, reject, dead-letter), all written to the outbox."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import traceback
 import uuid
@@ -51,11 +52,24 @@ class RawRecord:
         return uuid.uuid5(uuid.NAMESPACE_URL, f"kafka:{self.topic}/{self.partition}/{self.offset}")
 
 
+MAX_DEAD_LETTER_RAW_BYTES = 256 * 1024
+"""A dead letter keeps at most this much of the original value: a hostile message must not
+make a dead letter Kafka refuses (that would block the outbox behind it)."""
+
+
 def dead_letter_row(record: RawRecord, error: str, consumer: str) -> OutboxRow:
-    try:
-        raw: Any = record.value.decode()
-    except UnicodeDecodeError:
-        raw = {"hex": record.value.hex()}
+    raw: Any
+    if len(record.value) > MAX_DEAD_LETTER_RAW_BYTES:
+        raw = {  # not text, so `tally replay` will not re-publish a fragment
+            "truncated": record.value[:MAX_DEAD_LETTER_RAW_BYTES].decode(errors="replace"),
+            "bytes": len(record.value),
+            "sha256": hashlib.sha256(record.value).hexdigest(),
+        }
+    else:
+        try:
+            raw = record.value.decode()
+        except UnicodeDecodeError:
+            raw = {"hex": record.value.hex()}
     body = {
         "topic": record.topic,
         "partition": record.partition,
@@ -67,7 +81,7 @@ def dead_letter_row(record: RawRecord, error: str, consumer: str) -> OutboxRow:
         "raw": raw,
     }
     key = record.key.decode(errors="replace") if record.key else f"{record.partition}/{record.offset}"
-    return OutboxRow(dlq(record.topic), key, "DeadLetter", json.dumps(body).encode())
+    return OutboxRow(dlq(record.topic), key, "DeadLetter", json.dumps(body, ensure_ascii=False).encode())
 
 
 def describe_exception(exc: BaseException) -> str:

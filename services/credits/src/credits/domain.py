@@ -35,7 +35,9 @@ Rules decided here (for billing teams):
 - **Payments.** A payment pays the invoice it names up to its amount due; the excess, or
   a payment naming no invoice, becomes credit balance and pays other open invoices. A
   payment naming an invoice credits has not seen is parked and pays it when the invoice
-  is posted, before any credit does (nothing is published while it waits). A payment
+  is posted, after credit is applied (nothing is published while it waits): the same
+  split as when the payment arrives after the invoice, whatever order the topics deliver
+  in. A payment
   whose currency differs from its invoice's never pays that invoice: it becomes credit
   balance in its own currency, whole (also when it was parked).
 - **Void.** Every application on the invoice is released: promotional credit to its

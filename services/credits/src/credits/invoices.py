@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from credits.allocation import allocate_payment, finish, record_shortfall, release, withdraw_lot
+from credits.allocation import allocate_payment, finish, record_shortfall, release, settle, withdraw_lot
 from credits.change import Cause, Change, Outcome
 from credits.customer import CreditLot, CreditsError, CustomerLedger, Invoice
 from credits.ledger import BILLED, balance_account, invoice_account
@@ -56,9 +56,13 @@ def finalize_invoice(state: CustomerLedger, event: InvoiceFinalized, cause: Caus
             (balance_account(lot.lot_id), credit),
         )
         change.publish(NegativeInvoiceTransferred(invoice_id=invoice.invoice_id, amount=credit))
-    for payment in state.parked_payments:
-        if payment.invoice_id == invoice.invoice_id:
-            allocate_payment(change, payment)
+    parked = [p for p in state.parked_payments if p.invoice_id == invoice.invoice_id]
+    if parked:
+        # Credit first, then the payment: the same split as when the payment arrives after
+        # the invoice, so the outcome does not depend on the order the topics deliver.
+        settle(change)
+    for payment in parked:
+        allocate_payment(change, payment)
     return finish(change)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from invoicing import domain
@@ -384,7 +385,7 @@ async def void_invoice(message: Envelope[Any], tx: Transaction) -> None:
         domain.require_status(invoice.state(), ("posted", "paid"), "voided")
     except InvoicingError as error:
         raise _reject(error) from None
-    await store.set_status(invoice.invoice_id, "voided")
+    await store.set_status(invoice.invoice_id, "voided", Decimal(0))  # nothing is owed on it any more
     tx.publish(
         message,
         InvoiceVoided(invoice_id=invoice.invoice_id, reason=data.reason),
