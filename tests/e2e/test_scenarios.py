@@ -215,7 +215,7 @@ async def test_void_and_regenerate(stack: Stack, kafka: KafkaProbe) -> None:
     await stack.until_due(who, again["invoice_id"], "0")
     await stack.until_balances(who, "USD", promotional="30.00", credit_balance="0")
     voided = {i["invoice_id"]: i for i in await stack.invoices(who)}[invoice]
-    assert (voided["status"], Decimal(voided["amount_due"])) == ("voided", 0)
+    assert (voided["status"], Decimal(voided["amount_due"])) == ("voided", Decimal(0))
 
 
 async def test_overpayment_pays_the_next_invoice_and_the_rest_is_refunded(
