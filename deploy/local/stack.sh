@@ -45,6 +45,12 @@ stop() {
       echo "$s: stopped"
     fi
     rm -f "$run/$s.pid"
+    # A service whose pid file was lost (or started by an earlier checkout run) still goes.
+    if pkill -TERM -f "^$python -m $s\$" 2>/dev/null; then
+      for _ in $(seq 1 40); do pgrep -f "^$python -m $s\$" >/dev/null || break; sleep 0.25; done
+      pkill -KILL -f "^$python -m $s\$" 2>/dev/null || true
+      echo "$s: stopped (no pid file)"
+    fi
   done
 }
 
