@@ -10,8 +10,8 @@
 A message is handled when its id is in the credits inbox: the inbox row and the ledger
 change are written in one transaction, so the count cannot run ahead.
 
-Settings: BENCH_OPEN_INVOICES (default 1000), BENCH_CREDIT_CUSTOMERS (10000),
-TALLY_KAFKA_BOOTSTRAP, TALLY_BENCH_ADMIN_DSN (postgresql://postgres@127.0.0.1:5432/postgres).
+Settings: BENCH_OPEN_INVOICES (default 1000), BENCH_CREDIT_CUSTOMERS (10000), and those of
+`bench.scratch`.
 """
 
 from __future__ import annotations
@@ -20,24 +20,19 @@ import asyncio
 import datetime as dt
 import os
 import time
-import uuid
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
+from bench.scratch import produce, scratch_run, until_handled
 from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_contracts.invoicing import InvoiceFinalized
 from tally_messaging import Service
-from tally_messaging.logs import configure_logging
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.topic_admin import ensure_topics
 
 OPEN_INVOICES = int(os.environ.get("BENCH_OPEN_INVOICES", "1000"))
 CUSTOMERS = int(os.environ.get("BENCH_CREDIT_CUSTOMERS", "10000"))
-BOOTSTRAP = os.environ.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-ADMIN_DSN = os.environ.get("TALLY_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 POSTED = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
 INVOICES = "credits:invoicing.events"
 COMMANDS = "credits:credits.commands"
@@ -59,34 +54,6 @@ def posted(customer: str, invoice_id: str, total: str) -> Envelope[Any]:
 def grant(customer: str, grant_id: str, amount: str) -> Envelope[Any]:
     data = GrantCredit(grant_id=grant_id, kind="promotional", amount=Money.of(amount, "USD"), source="other")
     return Envelope.new(data, customer_id=customer, occurred_at=POSTED)
-
-
-async def produce(prefix: str, topic: str, messages: list[Envelope[Any]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP, enable_idempotence=True, linger_ms=20, max_batch_size=512 * 1024
-    )
-    await producer.start()
-    try:
-        futures = []
-        for m in messages:
-            futures.append(
-                await producer.send(prefix + topic, m.to_json(), key=(m.customer_id or "x").encode())
-            )
-            if len(futures) >= 10_000:
-                await asyncio.gather(*futures)
-                futures.clear()
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-async def handled(conn: asyncpg.Connection, consumer: str) -> int:
-    return int(await conn.fetchval("select count(*) from tally_inbox where consumer = $1", consumer))
-
-
-async def until_handled(conn: asyncpg.Connection, consumer: str, count: int) -> None:
-    while await handled(conn, consumer) < count:
-        await asyncio.sleep(0.05)
 
 
 async def started(settings: ServiceSettings) -> Service:
@@ -143,31 +110,13 @@ async def bill_run(settings: ServiceSettings, conn: asyncpg.Connection) -> float
 
 
 async def main() -> None:
-    configure_logging("bench", "WARNING")
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    await ensure_topics(BOOTSTRAP, prefix)
-    admin = await asyncpg.connect(ADMIN_DSN)
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    await admin.execute(f'create database "{name}"')
-    base = ADMIN_DSN.rpartition("/")[0]
-    settings = ServiceSettings(
-        kafka_bootstrap=BOOTSTRAP,
-        database_url=f"{base}/{name}",
-        topic_prefix=prefix,
-        group_prefix=prefix,
-        http_port=18182,
-        log_level="WARNING",
-    )
-    try:
+    async with scratch_run(databases=1, http_port=18182) as (settings, _):
         conn = await asyncpg.connect(settings.database_url)
         try:
             posting, paying = await one_customer_many_invoices(settings, conn)
             drain = await bill_run(settings, conn)
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-        await admin.close()
     print(f"credits: {OPEN_INVOICES:,} invoices posted for one customer in {posting:.1f} s")
     print(f"credits: one grant paying {OPEN_INVOICES:,} open invoices handled in {paying:.2f} s")
     print(f"credits: bill run of {CUSTOMERS:,} customers with credit drained in {drain:.1f} s")

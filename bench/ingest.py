@@ -5,36 +5,31 @@ aiokafka alone reads the same topic, and how fast asyncpg COPY writes the same r
 An event is "on an invoice" when its id is in the invoicing inbox: the inbox row and
 the invoice line are written in one transaction, so the count cannot run ahead.
 
-Settings: BENCH_EVENTS (default 200000), BENCH_CUSTOMERS (1000),
-TALLY_KAFKA_BOOTSTRAP, TALLY_BENCH_ADMIN_DSN (postgresql://postgres@127.0.0.1:5432/postgres).
+Settings: BENCH_EVENTS (default 200000), BENCH_CUSTOMERS (1000), and those of
+`bench.scratch`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import gc
 import os
 import random
 import time
-import uuid
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.scratch import BOOTSTRAP, produce, scratch_run, until_handled
 from tally_contracts import Envelope, topics
 from tally_contracts.invoicing import Price, PutPriceList, UpsertCustomer
 from tally_contracts.usage import UsageRecorded
-from tally_messaging.logs import configure_logging
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.topic_admin import ensure_topics
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "1000"))
-BOOTSTRAP = os.environ.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-ADMIN_DSN = os.environ.get("TALLY_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PERIOD_START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
@@ -54,25 +49,6 @@ def usage_events() -> list[Envelope[UsageRecorded]]:
         )
         for _ in range(EVENTS)
     ]
-
-
-async def produce(prefix: str, messages: list[Envelope[Any]], topic: str) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP, enable_idempotence=True, linger_ms=20, max_batch_size=512 * 1024
-    )
-    await producer.start()
-    try:
-        futures = []
-        for m in messages:
-            futures.append(
-                await producer.send(prefix + topic, m.to_json(), key=(m.customer_id or "cfg").encode())
-            )
-            if len(futures) >= 10_000:
-                await asyncio.gather(*futures)
-                futures.clear()
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def raw_kafka_rate(prefix: str) -> float:
@@ -136,10 +112,6 @@ def config_messages() -> list[Envelope[Any]]:
     ]
 
 
-async def inbox_count(conn: asyncpg.Connection, consumer: str) -> int:
-    return int(await conn.fetchval("select count(*) from tally_inbox where consumer = $1", consumer))
-
-
 async def run_invoicing_until(settings: ServiceSettings, consumer: str, count: int) -> float:
     """Start invoicing, wait until `consumer` handled `count` messages, stop; seconds taken."""
     from invoicing.app import build
@@ -149,8 +121,7 @@ async def run_invoicing_until(settings: ServiceSettings, consumer: str, count: i
     await service.start()
     conn = await asyncpg.connect(settings.database_url)
     try:
-        while await inbox_count(conn, consumer) < count:
-            await asyncio.sleep(0.05)
+        await until_handled(conn, consumer, count)
         return time.perf_counter() - started
     finally:
         await conn.close()
@@ -158,32 +129,17 @@ async def run_invoicing_until(settings: ServiceSettings, consumer: str, count: i
 
 
 async def main() -> None:
-    configure_logging("bench", "WARNING")
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    await ensure_topics(BOOTSTRAP, prefix)
-    admin = await asyncpg.connect(ADMIN_DSN)
-    names = [f"bench_{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    for name in names:
-        await admin.execute(f'create database "{name}"')
-    base = ADMIN_DSN.rpartition("/")[0]
-    settings = ServiceSettings(
-        kafka_bootstrap=BOOTSTRAP,
-        database_url=f"{base}/{names[1]}",
-        topic_prefix=prefix,
-        group_prefix=prefix,
-        http_port=18181,
-        log_level="WARNING",
-    )
-    try:
+    async with scratch_run(databases=2, http_port=18181) as (settings, (raw_dsn, _)):
+        prefix = settings.topic_prefix
         # 1. Customers and the price list, before any usage exists (not timed).
         config = config_messages()
-        await produce(prefix, config, topics.INVOICING_COMMANDS)
+        await produce(prefix, topics.INVOICING_COMMANDS, config)
         await run_invoicing_until(settings, "invoicing:invoicing.commands", len(config))
         # 2. N usage events pre-loaded; the raw rates on the same data.
         events = usage_events()
-        await produce(prefix, events, topics.USAGE)
+        await produce(prefix, topics.USAGE, events)
         kafka = await raw_kafka_rate(prefix)
-        copy = await raw_copy_rate(f"{base}/{names[0]}", events)
+        copy = await raw_copy_rate(raw_dsn, events)
         # The generated events are not the service's: drop them, so that the timed run's
         # garbage collections do not walk N envelopes a real service would never hold.
         del events
@@ -191,10 +147,6 @@ async def main() -> None:
         gc.freeze()
         # 3. Timed from the service's start until every event is on an invoice.
         tally = EVENTS / await run_invoicing_until(settings, "invoicing:usage", EVENTS)
-    finally:
-        for name in names:
-            await admin.execute(f'drop database if exists "{name}" with (force)')
-        await admin.close()
     smaller = min(kafka, copy)
     print(f"ingest: {tally:,.0f} events/s ({EVENTS:,} events, {CUSTOMERS:,} customers)")
     print(f"raw aiokafka read: {kafka:,.0f} events/s")

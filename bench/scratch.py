@@ -1,0 +1,87 @@
+"""What every benchmark needs around the service it times: its own topic prefix and
+databases (dropped afterwards), a fast way to pre-load a topic, and the inbox count that
+says how many messages a consumer has durably handled.
+
+Settings: TALLY_KAFKA_BOOTSTRAP (127.0.0.1:9092), TALLY_BENCH_ADMIN_DSN
+(postgresql://postgres@127.0.0.1:5432/postgres).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from tally_contracts import Envelope
+from tally_messaging.logs import configure_logging
+from tally_messaging.settings import ServiceSettings
+from tally_messaging.topic_admin import ensure_topics
+from tally_messaging.transaction import message_key
+
+BOOTSTRAP = os.environ.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+ADMIN_DSN = os.environ.get("TALLY_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@asynccontextmanager
+async def scratch_run(databases: int, http_port: int) -> AsyncIterator[tuple[ServiceSettings, list[str]]]:
+    """Settings for the timed service (on the last of `databases` fresh databases, under a
+    fresh topic prefix) and the DSNs of all of them; the databases are dropped afterwards."""
+    configure_logging("bench", "WARNING")
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    await ensure_topics(BOOTSTRAP, prefix)
+    admin = await asyncpg.connect(ADMIN_DSN)
+    names = [f"bench_{uuid.uuid4().hex[:8]}" for _ in range(databases)]
+    base = ADMIN_DSN.rpartition("/")[0]
+    try:
+        for name in names:
+            await admin.execute(f'create database "{name}"')
+        dsns = [f"{base}/{name}" for name in names]
+        yield (
+            ServiceSettings(
+                kafka_bootstrap=BOOTSTRAP,
+                database_url=dsns[-1],
+                topic_prefix=prefix,
+                group_prefix=prefix,
+                http_port=http_port,
+                log_level="WARNING",
+            ),
+            dsns,
+        )
+    finally:
+        for name in names:
+            await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
+
+
+async def produce(prefix: str, topic: str, messages: list[Envelope[Any]]) -> None:
+    """Pre-load `topic`, keyed as the services key it, 10,000 sends in flight at most."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP, enable_idempotence=True, linger_ms=20, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    try:
+        futures = []
+        for m in messages:
+            futures.append(await producer.send(prefix + topic, m.to_json(), key=message_key(m).encode()))
+            if len(futures) >= 10_000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def inbox_count(conn: asyncpg.Connection, consumer: str) -> int:
+    """Messages `consumer` has handled: the inbox row commits with the state change."""
+    return int(await conn.fetchval("select count(*) from tally_inbox where consumer = $1", consumer))
+
+
+async def until_handled(conn: asyncpg.Connection, consumer: str, count: int) -> None:
+    while await inbox_count(conn, consumer) < count:
+        await asyncio.sleep(0.05)
