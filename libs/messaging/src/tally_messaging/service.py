@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -85,6 +85,11 @@ class Service:
             return handler
 
         return register
+
+    def handles_each(self, topic: str, handlers: Mapping[Any, Handler]) -> None:
+        """Register each handler for its message type (a contracts model) on `topic`."""
+        for message_type, handler in handlers.items():
+            self.handles(topic, message_type)(handler)
 
     def handles_batch(self, topic: str, type_: type[Any]) -> Callable[[BatchHandler], BatchHandler]:
         """Register a handler that receives every `type_` message of a fetched batch at once."""

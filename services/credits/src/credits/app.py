@@ -23,8 +23,7 @@ def build(settings: ServiceSettings | None = None) -> Service:
         credits.ApplyCredits: handlers.apply_credits,
         credits.ExpireCredits: handlers.expire_credits,
     }
-    for message_type, handler in on_command.items():
-        service.handles(topics.CREDITS_COMMANDS, message_type)(handler)
+    service.handles_each(topics.CREDITS_COMMANDS, on_command)
     service.handles(topics.INVOICING_EVENTS, invoicing.InvoiceFinalized)(handlers.finalize_invoice)
     service.handles(topics.INVOICING_EVENTS, invoicing.InvoiceVoided)(handlers.void_invoice)
     on_payment = {
@@ -33,8 +32,7 @@ def build(settings: ServiceSettings | None = None) -> Service:
         payments.PromotionalCreditsDeducted: handlers.deduct_promotional,
         payments.RefundRequested: handlers.refund,
     }
-    for message_type, handler in on_payment.items():
-        service.handles(topics.PAYMENTS_EVENTS, message_type)(handler)
+    service.handles_each(topics.PAYMENTS_EVENTS, on_payment)
 
     @service.get("/customers/{customer_id}/balances")
     async def customer_balances(request: Request) -> Response:

@@ -28,8 +28,7 @@ def build(settings: ServiceSettings | None = None) -> Service:
         invoicing.VoidInvoice: handlers.void_invoice,
         invoicing.RegenerateInvoice: handlers.regenerate_invoice,
     }
-    for message_type, handler in on_command.items():
-        service.handles(topics.INVOICING_COMMANDS, message_type)(handler)
+    service.handles_each(topics.INVOICING_COMMANDS, on_command)
     service.handles(topics.RULES_EVENTS, rules.InvoiceAdjusted)(handlers.finalize)
     service.handles(topics.CREDITS_EVENTS, credits.InvoiceBalanceChanged)(handlers.balance_changed)
 

@@ -23,8 +23,7 @@ def build(settings: ServiceSettings | None = None) -> Service:
         payments.DeductPromotionalCredits: handlers.deduct_promotional_credits,
         payments.RefundCreditBalance: handlers.refund_credit_balance,
     }
-    for message_type, handler in on_command.items():
-        service.handles(topics.PAYMENTS_COMMANDS, message_type)(handler)
+    service.handles_each(topics.PAYMENTS_COMMANDS, on_command)
     service.handles(topics.CREDITS_EVENTS, credits.CreditRefunded, credits.RefundDeclined)(
         handlers.settle_refund
     )
