@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -28,23 +27,14 @@ GROUPS = {"international": ["44", "33"], "domestic": ["1"]}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def rules_service(infra: Infra, topic_prefix: str) -> AsyncIterator[ServiceSettings]:
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(infra.admin_dsn)
-    try:
-        await admin.execute(f'create database "{database}"')
-    finally:
-        await admin.close()
-    settings = service_settings(infra, topic_prefix, infra.dsn(database), http_port=free_port())
+async def rules_service(
+    infra: Infra, topic_prefix: str, module_database: Any
+) -> AsyncIterator[ServiceSettings]:
+    settings = service_settings(infra, topic_prefix, await module_database(), http_port=free_port())
     service = build(settings)
     await service.start()
     yield settings
     await service.stop()
-    admin = await asyncpg.connect(infra.admin_dsn)
-    try:
-        await admin.execute(f'drop database if exists "{database}" with (force)')
-    finally:
-        await admin.close()
 
 
 def unique(prefix: str) -> str:
