@@ -17,6 +17,7 @@ import os
 import random
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -128,6 +129,26 @@ async def run_invoicing_until(settings: ServiceSettings, consumer: str, count: i
         await service.stop()
 
 
+def cpu_seconds(command: str) -> float | None:
+    """User + system CPU seconds of this machine's processes named `command`, from /proc;
+    None where /proc is not there (the figure is then left out)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    ticks = 0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name == command:
+            # utime, stime, and cutime, cstime: what its ended children (a closed
+            # connection's backend) spent, added to the parent when it reaps them.
+            ticks += sum(int(field) for field in rest[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def main() -> None:
     async with scratch_run(databases=2, http_port=18181) as (settings, (raw_dsn, _)):
         prefix = settings.topic_prefix
@@ -146,9 +167,18 @@ async def main() -> None:
         gc.collect()
         gc.freeze()
         # 3. Timed from the service's start until every event is on an invoice.
+        cpu_before = (time.process_time(), cpu_seconds("postgres"), cpu_seconds("java"))
         tally = EVENTS / await run_invoicing_until(settings, "invoicing:usage", EVENTS)
+        cpu_after = (time.process_time(), cpu_seconds("postgres"), cpu_seconds("java"))
     smaller = min(kafka, copy)
     print(f"ingest: {tally:,.0f} events/s ({EVENTS:,} events, {CUSTOMERS:,} customers)")
     print(f"raw aiokafka read: {kafka:,.0f} events/s")
     print(f"raw asyncpg COPY: {copy:,.0f} rows/s")
     print(f"ingest / smaller raw rate: {tally / smaller:.0%}")
+    # Where the CPU went while ingesting: the ceiling on cores the service shares with them.
+    spent = [
+        f"{name} {(after - before) / EVENTS * 1e6:,.1f}"
+        for name, before, after in zip(("service", "postgres", "kafka"), cpu_before, cpu_after, strict=True)
+        if before is not None and after is not None
+    ]
+    print(f"ingest CPU per event (µs): {', '.join(spent)}")

@@ -19,6 +19,7 @@ import pytest_asyncio
 from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_contracts.usage import UsageRecorded
+from tally_messaging.migrations import apply_migrations
 from tally_messaging.settings import ServiceSettings
 from tally_messaging.testing import (
     Infra,
@@ -29,6 +30,7 @@ from tally_messaging.testing import (
     service_settings,
 )
 from tally_messaging.topic_admin import ensure_topics
+from tally_messaging.transaction import claim_inbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 PROBE_DIR = str(Path(__file__).parent)
@@ -258,3 +260,22 @@ async def test_sigkill_before_relay_publishes_still_publishes_after_restart(
 
     assert await applied_count(settings.database_url, message.id) == 1
     assert len(granted(await kafka.messages(topics.CREDITS_EVENTS), message)) == 1
+
+
+async def test_inbox_claim_returns_exactly_the_ids_not_seen_before(new_database: Any) -> None:
+    conn = await asyncpg.connect(await new_database())
+    try:
+        await apply_migrations(conn, "tally_messaging", "sql")
+        old, new, twice = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        assert await claim_inbox(conn, "c1", [old]) == {old}
+
+        fresh = await claim_inbox(conn, "c1", [old, new, twice, twice])
+        again = await claim_inbox(conn, "c1", [old, new, twice])
+        other_consumer = await claim_inbox(conn, "c2", [old])
+        rows = await conn.fetchval("select count(*) from tally_inbox where consumer = 'c1'")
+    finally:
+        await conn.close()
+    assert fresh == {new, twice}
+    assert again == set()
+    assert other_consumer == {old}
+    assert rows == 3

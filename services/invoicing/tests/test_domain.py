@@ -83,8 +83,7 @@ def rate(quantity: str, destination: str | None = None, amount: Money | None = N
         quantity=Decimal(quantity),
         amount=amount,
         currency="USD",
-        prices=PRICES,
-        price_list_id="default",
+        price_list=domain.PriceList("default", PRICES),
     )
 
 
@@ -111,8 +110,7 @@ def test_usage_with_no_price_and_no_amount_is_refused_with_a_reason() -> None:
             quantity=Decimal(1),
             amount=None,
             currency="USD",
-            prices=PRICES,
-            price_list_id="gold",
+            price_list=domain.PriceList("gold", PRICES),
         )
     assert error.value.code == "no_price"
     assert "data/GB" in error.value.reason and "'gold'" in error.value.reason
@@ -245,3 +243,12 @@ def test_only_posted_or_paid_invoices_can_be_voided(status: str) -> None:
     with pytest.raises(InvoicingError) as error:
         domain.require_status(invoice, ("posted", "paid"), "voided")
     assert error.value.code == f"invoice_{status}" and "inv-1" in error.value.reason
+
+
+@given(st.lists(st.sampled_from(["1", "44", "4420", "4420123", "33", "9", ""]), max_size=30))
+def test_price_list_remembers_the_same_answers_find_price_gives(destinations: list[str]) -> None:
+    book = domain.PriceList("default", PRICES)
+    for destination in destinations:  # asked repeatedly, in any order
+        for currency in ("USD", "EUR"):
+            expected = domain.find_price(PRICES, "voice", "minute", destination, currency)
+            assert book.price("voice", "minute", destination, currency) is expected

@@ -25,6 +25,7 @@ Rules this module enforces (documented for billing teams):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -51,6 +52,7 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return day.replace(year=index // 12, month=index % 12 + 1)
 
 
+@functools.lru_cache(maxsize=4096)  # usage asks for the same few days thousands of times
 def period_of(day: dt.date, billing_day: int) -> tuple[dt.date, dt.date]:
     """(first day, last day) of the billing period containing `day`."""
     start = (
@@ -99,6 +101,24 @@ class RatedUsage:
     unit_price: Decimal | None
 
 
+class PriceList:
+    """A price list whose lookups are remembered: a batch of usage asks the same few
+    (service, unit, destination, currency) questions thousands of times."""
+
+    def __init__(self, price_list_id: str, prices: Iterable[Price]) -> None:
+        self.price_list_id = price_list_id
+        self.prices = tuple(prices)
+        self._found: dict[tuple[str, str, str | None, str], Price | None] = {}
+
+    def price(self, service: str, unit: str, destination: str | None, currency: str) -> Price | None:
+        key = (service, unit, destination, currency)
+        try:
+            return self._found[key]
+        except KeyError:
+            found = self._found[key] = find_price(self.prices, service, unit, destination, currency)
+            return found
+
+
 def rate_usage(
     *,
     service: str,
@@ -107,8 +127,7 @@ def rate_usage(
     quantity: Decimal,
     amount: Money | None,
     currency: str,
-    prices: Iterable[Price],
-    price_list_id: str,
+    price_list: PriceList,
 ) -> RatedUsage:
     if amount is not None:
         if amount.currency != currency:
@@ -118,12 +137,12 @@ def rate_usage(
             )
         unit_price = amount.amount / quantity if quantity else None
         return RatedUsage(service, unit, destination, quantity, amount.amount, unit_price)
-    price = find_price(prices, service, unit, destination, currency)
+    price = price_list.price(service, unit, destination, currency)
     if price is None:
         raise InvoicingError(
             "no_price",
             f"no price for {service}/{unit} to destination {destination or '(none)'} in {currency} "
-            f"in price list {price_list_id!r}, and the usage has no amount; add a price or send a pre-rated amount",
+            f"in price list {price_list.price_list_id!r}, and the usage has no amount; add a price or send a pre-rated amount",
         )
     return RatedUsage(service, unit, destination, quantity, quantity * price.unit_price, price.unit_price)
 

@@ -199,11 +199,17 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
     store = InvoicingStore(tx.conn)
     customer_ids = sorted({d.envelope.customer_id or "" for d in batch})
     customers = await store.customers(customer_ids)
-    price_lists = await store.price_lists(sorted({c.price_list_id or "default" for c in customers.values()}))
+    price_lists = {
+        price_list_id: domain.PriceList(price_list_id, prices)
+        for price_list_id, prices in (
+            await store.price_lists(sorted({c.price_list_id or "default" for c in customers.values()}))
+        ).items()
+    }
     invoices: dict[str, list[InvoiceRow]] = {}
     for row in await store.period_invoices(sorted(customers)):
         invoices.setdefault(row.customer_id, []).append(row)
     opened: dict[tuple[str, dt.date], str] = {}
+    targets: dict[tuple[str, dt.date], tuple[str, bool]] = {}
     deltas: dict[tuple[str, str], UsageDelta] = {}
     for delivery in batch:
         message, data = delivery.envelope, delivery.envelope.data
@@ -214,6 +220,7 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
                 f"usage for unknown customer {message.customer_id!r}: send UpsertCustomer, then replay",
             )
             continue
+        price_list_id = customer.price_list_id or "default"
         try:
             rated = domain.rate_usage(
                 service=data.service,
@@ -222,14 +229,18 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
                 quantity=data.quantity,
                 amount=data.amount,
                 currency=customer.currency,
-                prices=price_lists.get(customer.price_list_id or "default", ()),
-                price_list_id=customer.price_list_id or "default",
+                price_list=price_lists.get(price_list_id) or domain.PriceList(price_list_id, ()),
             )
         except InvoicingError as error:
             tx.dead_letter(delivery.record, f"{error.code}: {error.reason}")
             continue
-        invoice_id, late = await _usage_target(store, tx, message, customer, invoices, opened)
-        domain.fold_usage(deltas, invoice_id, rated, late)
+        start, end = domain.period_of(message.occurred_at.astimezone(dt.UTC).date(), customer.billing_day)
+        target = targets.get((customer.customer_id, start))
+        if target is None:  # the same answer for every usage of this customer and period
+            target = targets[(customer.customer_id, start)] = await _usage_target(
+                store, tx, message, customer, start, end, invoices.get(customer.customer_id, []), opened
+            )
+        domain.fold_usage(deltas, target[0], rated, target[1])
     await store.add_usage(deltas.values())
 
 
@@ -238,12 +249,13 @@ async def _usage_target(
     tx: Transaction,
     cause: Envelope[Any],
     customer: Customer,
-    invoices: dict[str, list[InvoiceRow]],
+    start: dt.date,
+    end: dt.date,
+    mine: list[InvoiceRow],
     opened: dict[tuple[str, dt.date], str],
 ) -> tuple[str, bool]:
-    """The invoice a usage goes on, and whether it is late (its period is already closed)."""
-    start, end = domain.period_of(cause.occurred_at.astimezone(dt.UTC).date(), customer.billing_day)
-    mine = invoices.get(customer.customer_id, [])
+    """The invoice usage of the period `start`–`end` goes on, and whether it is late (its
+    period is already closed)."""
     exact = next((i for i in mine if i.period_start == start), None)
     billed_later = any(i.status != "pending" and i.period_start > start for i in mine)
     if exact is not None and exact.status == "pending":
