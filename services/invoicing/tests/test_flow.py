@@ -251,3 +251,20 @@ async def test_void_then_regenerate_goes_through_rules_again(
     )
     final = of_type(events, "InvoiceFinalized", customer)[1].data
     assert final.total == Money.of("40.00", "USD") and final.regenerated_from == closed.data.invoice_id
+
+
+async def test_usage_without_price_or_customer_is_dead_lettered_and_the_rest_lands(
+    invoicing: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    customer = await a_customer(kafka, f"pl-{uuid.uuid4().hex[:6]}")
+    unpriced = cmd(UsageRecorded(service="sms", quantity=Decimal(3), unit="message"), customer)
+    stranger = voice(f"nobody-{uuid.uuid4().hex[:6]}", "5", "44")
+    for message in (voice(customer, "2", "44"), unpriced, stranger, voice(customer, "4", "44")):
+        await kafka.send(topics.USAGE, message)
+
+    await usage_ingested(invoicing, customer, Decimal(6))
+    [no_price] = await kafka.dead_letters(topics.USAGE, lambda d: str(unpriced.id) in d["raw"])
+    [no_customer] = await kafka.dead_letters(topics.USAGE, lambda d: str(stranger.id) in d["raw"])
+    assert no_price["error"].startswith("no_price: no price for sms/message")
+    assert "add a price or send a pre-rated amount" in no_price["error"]
+    assert "unknown customer" in no_customer["error"] and "UpsertCustomer" in no_customer["error"]

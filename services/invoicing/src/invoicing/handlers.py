@@ -221,6 +221,9 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
             )
             continue
         price_list_id = customer.price_list_id or "default"
+        price_list = price_lists.get(price_list_id)
+        if price_list is None:  # a list never put: every usage without an amount is refused
+            price_list = price_lists[price_list_id] = domain.PriceList(price_list_id, ())
         try:
             rated = domain.rate_usage(
                 service=data.service,
@@ -229,7 +232,7 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
                 quantity=data.quantity,
                 amount=data.amount,
                 currency=customer.currency,
-                price_list=price_lists.get(price_list_id) or domain.PriceList(price_list_id, ()),
+                price_list=price_list,
             )
         except InvoicingError as error:
             tx.dead_letter(delivery.record, f"{error.code}: {error.reason}")
