@@ -138,7 +138,8 @@ class Transaction:
     async def lock_keys(self, keys: Iterable[str]) -> None:
         """Serialise work per key (customer) across subscribers and instances until commit.
 
-        Taken in sorted order, each key once, so that two batches never wait on each other."""
+        Each key once, in sorted order: two transactions locking overlapping keys then
+        take them in the same order and cannot deadlock."""
         await self.conn.execute(
             "select pg_advisory_xact_lock(hashtextextended(k, 0)) from unnest($1::text[]) as k",
             sorted(set(keys)),

@@ -199,12 +199,10 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
     store = InvoicingStore(tx.conn)
     customer_ids = sorted({d.envelope.customer_id or "" for d in batch})
     customers = await store.customers(customer_ids)
-    price_lists = {
-        price_list_id: domain.PriceList(price_list_id, prices)
-        for price_list_id, prices in (
-            await store.price_lists(sorted({c.price_list_id or "default" for c in customers.values()}))
-        ).items()
-    }
+    price_list_ids = sorted({c.price_list_id or "default" for c in customers.values()})
+    found = await store.price_lists(price_list_ids)
+    # A list never put stays empty: usage without an amount is then refused with a reason.
+    price_lists = {i: domain.PriceList(i, found.get(i, ())) for i in price_list_ids}
     invoices: dict[str, list[InvoiceRow]] = {}
     for row in await store.period_invoices(sorted(customers)):
         invoices.setdefault(row.customer_id, []).append(row)
@@ -220,10 +218,6 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
                 f"usage for unknown customer {message.customer_id!r}: send UpsertCustomer, then replay",
             )
             continue
-        price_list_id = customer.price_list_id or "default"
-        price_list = price_lists.get(price_list_id)
-        if price_list is None:  # a list never put: every usage without an amount is refused
-            price_list = price_lists[price_list_id] = domain.PriceList(price_list_id, ())
         try:
             rated = domain.rate_usage(
                 service=data.service,
@@ -232,7 +226,7 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
                 quantity=data.quantity,
                 amount=data.amount,
                 currency=customer.currency,
-                price_list=price_list,
+                price_list=price_lists[customer.price_list_id or "default"],
             )
         except InvoicingError as error:
             tx.dead_letter(delivery.record, f"{error.code}: {error.reason}")
@@ -332,7 +326,7 @@ async def run_billing(message: Envelope[Any], tx: Transaction) -> None:
     data: RunBilling = message.data
     store = InvoicingStore(tx.conn)
     due = await store.due_pending_invoices(data.as_of, message.customer_id)
-    await tx.lock_keys(sorted({i.customer_id for i in due}))
+    await tx.lock_keys(i.customer_id for i in due)
     for invoice in due:
         await _close_period_invoice(store, tx, message, invoice)
 
