@@ -5,11 +5,21 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export TALLY_TEST_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(or $(TALLY_KAFKA_PORT),9092)
 export TALLY_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:$(or $(TALLY_PG_PORT),5432)/postgres
 
-.PHONY: help setup infra infra-down lint test test-fast demo up down status bench clean
+.PHONY: help setup infra infra-down lint test test-fast coverage demo up down status bench clean
+
+# The packages whose coverage `make test` prints, as import-name=source-directory.
+COVERAGE_PACKAGES := tally_contracts=libs/contracts/src/tally_contracts \
+	tally_messaging=libs/messaging/src/tally_messaging \
+	invoicing=services/invoicing/src/invoicing \
+	credits=services/credits/src/credits \
+	rules=services/rules/src/rules \
+	payments=services/payments/src/payments \
+	tally_cli=cli/src/tally_cli
 
 help:
 	@echo "make demo   set everything up, start Kafka, PostgreSQL and the four services, play a demo"
-	@echo "make test   set everything up and run lint, type checks, unit, integration and e2e tests"
+	@echo "make test   set everything up and run lint, type checks, unit, integration and e2e tests,"
+	@echo "            then print line and branch coverage per package (again: make coverage)"
 	@echo "make up / make down / make status   the whole stack in the background"
 	@echo "make bench  benchmarks (bench/)"
 
@@ -33,11 +43,20 @@ lint: setup
 	@if docker compose version >/dev/null 2>&1; then docker compose config --quiet && echo "docker-compose.yml: valid"; \
 	 else echo "docker compose plugin absent: docker-compose.yml not checked"; fi
 
-test: setup infra lint
-	$(UV) run pytest
+test: setup infra lint  ## every test under coverage (services and CLI run as subprocesses included), then coverage per package
+	@rm -f .local/coverage/data .local/coverage/data.*
+	@$(UV) run pytest --cov --cov-report=; status=$$?; $(MAKE) --no-print-directory coverage; exit $$status
 
 test-fast: setup  ## only the pure tests: no Kafka, no PostgreSQL
 	$(UV) run pytest -m "not integration and not e2e"
+
+coverage:  ## line and branch coverage per package, from the last `make test` (.local/coverage/data)
+	@echo "coverage (lines and branches) per package:"
+	@for entry in $(COVERAGE_PACKAGES) all=; do \
+		name=$${entry%%=*}; dir=$${entry#*=}; \
+		if total=$$($(UV) run coverage report $${dir:+--include="$$dir/*"} --format=total 2>/dev/null); \
+		then printf '  %-16s %6s%%\n' "$$name" "$$total"; else printf '  %-16s no data\n' "$$name"; fi; \
+	done
 
 up: setup infra
 	@deploy/local/stack.sh start
@@ -58,9 +77,9 @@ demo: up  ## the stack up and healthy, then a month for three customers and thei
 bench: setup infra
 	$(UV) run python -m bench
 
-faults: setup infra  ## the long fault run (tests/faults): make faults SEED=<n> [CUSTOMERS=30 COMMANDS=2000 FAULTS_ARGS=...]
+faults: setup infra  ## the long fault run (tests/faults): make faults SEED=<n> [CUSTOMERS=30 COMMANDS=1000 (+5 usage events each) FAULTS_ARGS=...]
 	$(UV) run python -m tests.faults.run --seed $(or $(SEED),1) --customers $(or $(CUSTOMERS),30) \
-		--commands $(or $(COMMANDS),2000) --private-infra $(FAULTS_ARGS)
+		--commands $(or $(COMMANDS),1000) --private-infra $(FAULTS_ARGS)
 
 clean: down
 	rm -rf .local

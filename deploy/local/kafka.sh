@@ -2,7 +2,10 @@
 # Apache Kafka (KRaft, one combined broker+controller on 127.0.0.1) from Maven Central
 # artifacts, run with the machine's Java. No Docker, no tarball downloads.
 #
-#   deploy/local/kafka.sh start|stop|status|logs
+#   deploy/local/kafka.sh start|stop|kill|status|logs|wipe
+#
+# `kill` stops the broker with SIGKILL (no controlled shutdown: the fault harness uses it to
+# test recovery); `stop` shuts it down cleanly (SIGTERM, SIGKILL only after 30 s).
 #
 # Settings (environment): TALLY_KAFKA_PORT (9092), TALLY_LOCAL_DIR (<repo>/.local).
 # The controller listens on TALLY_KAFKA_PORT+1. Start when running is a no-op.
@@ -75,13 +78,15 @@ start() {
     local cluster_id; cluster_id=$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
     java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$home/server.properties" >>"$logfile" 2>&1
   fi
+  local seen; seen=$( (grep -c "" "$logfile" 2>/dev/null || true) | tail -n1)
   nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" -cp "$lib/*" \
     kafka.Kafka "$home/server.properties" >>"$logfile" 2>&1 &
   echo $! > "$pidfile"
   for _ in $(seq 1 120); do
     if ! is_running; then echo "kafka.sh: broker exited; see $logfile" >&2; tail -n 30 "$logfile" >&2; exit 1; fi
-    if port_open "$port" && grep -q "Kafka Server started" "$logfile"; then
+    # Only this start's lines count: the log is appended to across restarts.
+    if port_open "$port" && tail -n +"$((${seen:-0} + 1))" "$logfile" | grep -q "Kafka Server started"; then
       echo "kafka: running on 127.0.0.1:$port (pid $(cat "$pidfile")), log $logfile"; return
     fi
     sleep 0.5
@@ -98,11 +103,20 @@ stop() {
   rm -f "$pidfile"; echo "kafka: stopped"
 }
 
+hard_kill() {
+  if ! is_running; then echo "kafka: not running"; rm -f "$pidfile"; return; fi
+  local pid; pid=$(cat "$pidfile")
+  kill -9 "$pid"
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  rm -f "$pidfile"; echo "kafka: killed (SIGKILL)"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  kill) hard_kill ;;
   status) if is_running; then echo "kafka: running on 127.0.0.1:$port"; else echo "kafka: not running"; exit 1; fi ;;
   logs) tail -n 100 "$logfile" ;;
   wipe) stop; rm -rf "$home" ;;
-  *) echo "usage: $0 start|stop|status|logs|wipe" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|status|logs|wipe" >&2; exit 2 ;;
 esac

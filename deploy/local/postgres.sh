@@ -2,7 +2,11 @@
 # PostgreSQL from the machine's Debian binaries, in a folder of the project's own,
 # listening on 127.0.0.1 only, with one database per service.
 #
-#   deploy/local/postgres.sh start|stop|status|logs|wipe
+#   deploy/local/postgres.sh start|stop [fast|smart|immediate]|status|logs|wipe
+#
+# `stop` shuts down with `pg_ctl stop -m fast` unless told another mode; `stop immediate`
+# is a crash as far as the data is concerned (no checkpoint; the next start recovers from
+# the WAL): the fault harness uses it.
 #
 # Settings (environment): TALLY_PG_PORT (5432), TALLY_LOCAL_DIR (<repo>/.local),
 # TALLY_PG_FAST=1 turns fsync off (tests only; never for benchmarks or fault runs).
@@ -60,16 +64,18 @@ start() {
 }
 
 stop() {
+  local mode=${1:-fast}
+  case $mode in fast|smart|immediate) ;; *) echo "postgres.sh: stop mode is fast, smart or immediate" >&2; exit 2 ;; esac
   if ! is_running; then echo "postgres: not running"; return; fi
-  as_owner "$pgbin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
-  echo "postgres: stopped"
+  as_owner "$pgbin/pg_ctl" -D "$data" -m "$mode" -w stop >/dev/null
+  if [[ $mode == fast ]]; then echo "postgres: stopped"; else echo "postgres: stopped ($mode)"; fi
 }
 
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
+  stop) stop "${2:-fast}" ;;
   status) if is_running; then echo "postgres: running on 127.0.0.1:$port"; else echo "postgres: not running"; exit 1; fi ;;
   logs) tail -n 100 "$logfile" ;;
   wipe) stop; rm -rf "$home" ;;
-  *) echo "usage: $0 start|stop|status|logs|wipe" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop [fast|smart|immediate]|status|logs|wipe" >&2; exit 2 ;;
 esac

@@ -110,18 +110,37 @@ async def test_credit_waits_for_a_pending_metered_invoice(stack: Stack, kafka: K
     )
     await answered(kafka, topics.INVOICING_EVENTS, prices, "PriceListChanged")
     await grant(kafka, who, usd("10.00"))
+    await stack.until_balances(who, "USD", promotional="10.00", credit_balance="0")
     await send(kafka, topics.USAGE, UsageRecorded(service="data", quantity=Decimal(3), unit="GB"), who, day=5)
     [pending] = await stack.until_invoices(
         who, lambda invs: len(invs) == 1 and invs[0]["status"] == "pending"
     )
-    await stack.until_balances(
-        who, "USD", promotional="10.00", credit_balance="0"
-    )  # nothing on a pending invoice
+    await stack.until(
+        "invoicing",
+        f"/invoices/{pending['invoice_id']}",
+        lambda body: [Decimal(ln["quantity"]) for ln in body["lines"] if ln["kind"] == "usage"] == [3],
+    )
+    # Marker: a one-time invoice of the same customer, posted after the usage landed. Credits reads
+    # invoicing's events in order per customer, so once credit reaches this invoice, any event the
+    # pending invoice caused has been handled too: had it been offered credit, the oldest-first
+    # order would have given it 6.00 and left 10 - 6 - 3 = 1.00.
+    marker = await charge_now(kafka, stack, who, usd("3.00"), day=6)
+    await stack.until_due(who, marker, "0")
+
+    assert await stack.balances(who, "USD") == (Decimal("7.00"), Decimal(0))
+    seen_by_credits = await stack.get("credits", f"/customers/{who}/invoices")
+    assert pending["invoice_id"] not in [i["invoice_id"] for i in seen_by_credits["invoices"]]
+    [still_pending] = [i for i in await stack.invoices(who) if i["invoice_id"] == pending["invoice_id"]]
+    assert still_pending["status"] == "pending"
 
     await send(kafka, topics.INVOICING_COMMANDS, RunBilling(as_of=dt.date(2026, 12, 1)), who, day=31)
 
-    await stack.until_due(who, pending["invoice_id"], "0")
-    await stack.until_balances(who, "USD", promotional="4.00", credit_balance="0")
+    closed = await stack.until_due(who, pending["invoice_id"], "0")
+    assert (Decimal(closed["total"]), Decimal(closed["credits_applied"])) == (
+        Decimal("6.00"),
+        Decimal("6.00"),
+    )
+    await stack.until_balances(who, "USD", promotional="1.00", credit_balance="0")
 
 
 async def test_currency_mismatch_then_currency_change(stack: Stack, kafka: KafkaProbe) -> None:

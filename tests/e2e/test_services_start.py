@@ -23,7 +23,7 @@ async def test_every_service_is_healthy_and_exposes_metrics(stack: Stack) -> Non
             assert health == {
                 "service": name,
                 "status": "ok",
-                "checks": {"database": True, "relay": True, "kafka": True},
+                "checks": {"database": True, "relay": True, "kafka": True, "consumers": True},
             }
             assert "tally_messages_handled_total" in metrics.text
 

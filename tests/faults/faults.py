@@ -14,10 +14,18 @@ Faults are attached to workload steps. Kinds:
 - `delay_topic`: publish one topic's share of the step several seconds after the others
   (reordering across topics).
 - `hostile`: malformed and hostile messages (bad JSON, wrong types, huge numbers, negative
-  amounts, unknown currencies, unknown types, oversized payloads...).
-- `kafka_restart`, `pg_restart`: stop the broker / the database server a moment into the step,
-  keep it down a few seconds, start it again. Only with the run's own Kafka and PostgreSQL
+  amounts, unknown currencies, unknown types, oversized payloads, NUL and control bytes in
+  keys, values and ids, far dates, a type header or a key that lies, a message id reused
+  with another body...). Every kind of `HOSTILE_KINDS` is sent at least once per run.
+- `kafka_restart`, `pg_restart`: stop the broker / the database server a moment into the step
+  (graceful: SIGTERM, `pg_ctl stop -m fast`), keep it down a few seconds, start it again.
+- `kafka_kill`, `pg_crash`: the same without grace: SIGKILL of the broker, `pg_ctl stop -m
+  immediate` (no checkpoint: PostgreSQL recovers from its WAL at start).
+  The four infrastructure kinds run only with the run's own Kafka and PostgreSQL
   (`--private-infra`): never on the shared ones, where they are reported as skipped.
+
+Every step's messages (its commands and the usage in proportion to them) are sent as a
+steady stream over the window of the step's faults, so the faults land under load.
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from pydantic import ValidationError
 from tally_contracts import parse_message, topics
 from tally_contracts.topics import TOPIC_MESSAGES
 
-from .workload import Workload
+from .workload import Outgoing, Workload
 
-SKIPPED = ("kafka_restart", "pg_restart")
+SKIPPED = ("kafka_restart", "kafka_kill", "pg_restart", "pg_crash")
+PROCESS_KINDS = ("kill", "crash_point", "pause", "duplicate", "delay_topic", "hostile")
 CRASH_POINTS = ("after_commit", "relay_before_publish", "relay_before_delete")
 DELAYABLE = (topics.USAGE, topics.INVOICING_COMMANDS, topics.CREDITS_COMMANDS, topics.PAYMENTS_COMMANDS)
 
@@ -75,8 +84,10 @@ class Hostile:
     key: bytes
     value: bytes
     marker: str
-    expect: str  # "dlq" or "rejected"
+    expect: str  # "dlq" (dead-lettered by every consumer of its topic) or "rejected" (or dlq)
     message_id: str | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    reuses_id: bool = False  # the id of a message already applied: its events are not this one's
 
 
 @dataclass
@@ -109,7 +120,7 @@ def plan(
     result = FaultPlan(workload.seed)
     eligible = [s.index for s in workload.steps if s.kind != "setup" and s.messages]
     services = ("invoicing", "rules", "credits", "payments")
-    kinds = ["kill", "crash_point", "pause", "duplicate", "delay_topic", "hostile"]
+    kinds = list(PROCESS_KINDS)
     if restarts:
         kinds += list(SKIPPED)
 
@@ -131,6 +142,8 @@ def plan(
     # Coverage first: each kind on some step (pause only once per ~12 steps: it costs time).
     for kind in kinds:
         fault = make(kind)
+        if kind == "crash_point":  # the first crash of a service: sure to be reached
+            fault = Fault(kind, fault.service, point=fault.point, nth=1)
         pool = eligible[:-2] if kind == "crash_point" and len(eligible) > 4 else eligible
         for _ in range(50):  # a step where it does not collide with another fault of the kind
             step = rng.choice(pool)
@@ -148,6 +161,14 @@ def plan(
     if restarts:
         for _ in range(extra_pauses):
             result.by_step.setdefault(rng.choice(eligible), []).append(make(rng.choice(SKIPPED)))
+        # Overlapping faults (issue 22): a service killed and started again while PostgreSQL
+        # is down (`kill payments 0.9s, pg_restart 1.3s` once ended a run with a traceback).
+        quiet = [s for s in eligible if not result.by_step.get(s)] or eligible
+        step = rng.choice(quiet)
+        result.by_step[step] = [
+            Fault("kill", rng.choice(services), delay=0.2, duration=1.0),
+            Fault("pg_crash", delay=0.4, duration=6.0),
+        ] + [f for f in result.by_step.get(step, []) if f.service is None and f.kind not in SKIPPED]
     for step in list(result.by_step):
         # At most one process fault (kill, crash_point or pause) per service and step, and
         # one infrastructure restart per step.
@@ -161,13 +182,24 @@ def plan(
                 seen.add(key)
             kept.append(f)
         result.by_step[step] = kept
+    # The hostile corpus: every kind at least once (in a random order), then random kinds.
+    hostile_steps = sorted(
+        (step, f.count) for step, faults in result.by_step.items() for f in faults if f.kind == "hostile"
+    )
+    wanted = [k for k in HOSTILE_KINDS if k not in exclude_hostile]
+    rng.shuffle(wanted)
+    total = max(sum(n for _, n in hostile_steps), len(wanted))
+    wanted += [rng.choice(wanted) for _ in range(total - len(wanted))] if wanted else []
+    share = -(-len(wanted) // max(1, len(hostile_steps)))
     customers = sorted(workload.customers)
-    for step, faults in result.by_step.items():
-        for f in faults:
-            if f.kind == "hostile":
-                result.hostile.setdefault(step, []).extend(
-                    hostile_messages(rng, customers, workload.customers, f.count, exclude_hostile)
-                )
+    for n, (step, _) in enumerate(hostile_steps):
+        earlier = [
+            m for s in workload.steps[1:step] for m in s.messages if m.is_command and m.envelope.customer_id
+        ]
+        result.hostile.setdefault(step, []).extend(
+            hostile_message(rng, kind, customers, workload.customers, earlier)
+            for kind in wanted[n * share : (n + 1) * share]
+        )
     return result
 
 
@@ -201,7 +233,31 @@ def _expect(topic: str, value: bytes) -> tuple[str, str | None]:
     return "dlq", str(envelope.id)
 
 
+_ISSUE_13_KINDS = (
+    "nul_in_customer_id",
+    "nul_in_key",
+    "nul_in_value",
+    "nul_in_id",
+    "control_bytes_in_id",
+    "control_bytes_in_key",
+    "control_bytes_180k",
+    "control_bytes_180k_command",
+    "over_cap_charge",
+    "negative_prerated_usage",
+    "far_date_subscription",
+    "far_date_usage_9999",
+    "far_date_usage_2999",
+    "far_date_usage_0001",
+    "type_header_mismatch",
+    "key_not_customer_usage",
+    "key_not_customer_command",
+    "same_id_other_body",
+    "overlong_payment_invoice_id",
+)
+"""The hostile cases of issue 13 (the odd-but-valid ones are in the workload, see workload.py)."""
+
 HOSTILE_KINDS = (
+    *_ISSUE_13_KINDS,
     "bad_json",
     "binary",
     "not_an_object",
@@ -225,147 +281,280 @@ HOSTILE_KINDS = (
 )
 
 
-def hostile_messages(
+def hostile_message(
     rng: random.Random,
+    kind: str,
     customers: list[str],
     currency: dict[str, str],
-    count: int,
-    exclude: frozenset[str] = frozenset(),
-) -> list[Hostile]:
-    made: list[Hostile] = []
-    kinds = [k for k in HOSTILE_KINDS if k not in exclude]
-    for _ in range(count):
-        marker = f"hostile-{rng.getrandbits(40):010x}"
-        who = rng.choice(customers)
-        cur = currency[who]
-        kind = rng.choice(kinds)
-        topic = topics.PAYMENTS_COMMANDS
-        value: bytes
-        if kind == "bad_json":
-            topic = rng.choice([topics.CREDITS_COMMANDS, topics.INVOICING_COMMANDS, topics.USAGE])
-            value = f'{{"id": "{marker}", "type": "GrantCredit", "data": {{"amount": '.encode()
-        elif kind == "binary":
-            topic = rng.choice([topics.PAYMENTS_COMMANDS, topics.RULES_COMMANDS])
-            value = b"\xff\xfe\x00" + marker.encode() + bytes(rng.getrandbits(8) for _ in range(64))
-        elif kind == "not_an_object":
-            topic = topics.CREDITS_COMMANDS
-            value = json.dumps([marker, 1, 2, None]).encode()
-        elif kind == "wrong_types":
-            topic = topics.INVOICING_COMMANDS
-            data = {"charge_id": marker, "description": 42, "amount": "lots", "invoice_now": "maybe"}
-            value = json.dumps(_envelope(rng, "AddCharge", data, who)).encode()
-        elif kind == "float_amount":
-            data = {
-                "payment_id": marker,
-                "amount": {"amount": 12.5, "currency": cur},
-                "method": "cash",
-                "received_on": "2026-11-15",
-            }
-            value = json.dumps(_envelope(rng, "RecordOfflinePayment", data, who)).encode()
-        elif kind == "huge_number":
-            topic = topics.CREDITS_COMMANDS
-            data = {
-                "grant_id": marker,
-                "kind": "promotional",
-                "amount": {"amount": "1" + "0" * 40, "currency": cur},
-                "source": "promo_code",
-            }
-            value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
-        elif kind == "negative_payment":
-            data = {
-                "payment_id": marker,
-                "amount": {"amount": "-25.00", "currency": cur},
-                "method": "cash",
-                "received_on": "2026-11-15",
-            }
-            value = json.dumps(_envelope(rng, "RecordOfflinePayment", data, who)).encode()
-        elif kind == "negative_refund":
-            data = {"refund_id": marker, "amount": {"amount": "-40.00", "currency": cur}, "method": "cash"}
-            value = json.dumps(_envelope(rng, "RefundCreditBalance", data, who)).encode()
-        elif kind == "negative_deduction":
-            data = {"deduction_id": marker, "amount": {"amount": "-15.00", "currency": cur}, "reason": marker}
-            value = json.dumps(_envelope(rng, "DeductPromotionalCredits", data, who)).encode()
-        elif kind == "negative_promo_grant":
-            topic = topics.CREDITS_COMMANDS
-            data = {
-                "grant_id": marker,
-                "kind": "promotional",
-                "amount": {"amount": "-30.00", "currency": cur},
-                "source": "promo_code",
-            }
-            value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
-        elif kind == "unknown_currency":
-            topic = topics.CREDITS_COMMANDS
-            data = {
-                "grant_id": marker,
-                "kind": "manual",
-                "amount": {"amount": "10.00", "currency": "ZZZ"},
-                "source": "manual",
-            }
-            value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
-        elif kind == "unknown_type":
-            topic = rng.choice([topics.CREDITS_COMMANDS, topics.PAYMENTS_COMMANDS, topics.INVOICING_COMMANDS])
-            value = json.dumps(_envelope(rng, "TransferEverything", {"to": marker}, who)).encode()
-        elif kind == "wrong_topic":
-            data = {
-                "grant_id": marker,
-                "kind": "manual",
-                "amount": {"amount": "500.00", "currency": cur},
-                "source": "manual",
-            }
-            value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
-        elif kind == "missing_fields":
-            topic = topics.RULES_COMMANDS
-            value = json.dumps(_envelope(rng, "PutRuleSet", {"name": marker}, None)).encode()
-        elif kind == "oversized":
-            topic = topics.CREDITS_COMMANDS
-            data = {
-                "grant_id": marker,
-                "kind": "manual",
-                "amount": {"amount": "1.00", "currency": cur},
-                "source": "manual",
-                "reason": "x" * 1_010_000,
-            }
-            value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
-        elif kind == "oversized_escaped":
-            # Just over the 1 MB contract limit (and under the broker's): characters that JSON
-            # escapes, so a dead letter quoting it is several times larger.
-            topic = rng.choice([topics.CREDITS_COMMANDS, topics.PAYMENTS_COMMANDS])
-            data = {
-                "grant_id": marker,
-                "kind": "manual",
-                "amount": {"amount": "1.00", "currency": cur},
-                "source": "manual",
-                "reason": "€" * 336_000,
-            }
-            value = json.dumps(_envelope(rng, "GrantCredit", data, who), ensure_ascii=False).encode()
-        elif kind == "unknown_customer_usage":
-            topic = topics.USAGE
-            data = {"service": "voice", "quantity": "10", "unit": "minute", "destination": "44"}
-            value = json.dumps(_envelope(rng, "UsageRecorded", data, f"nobody-{marker}")).encode()
-        elif kind == "unknown_invoice":
-            topic = topics.INVOICING_COMMANDS
-            value = json.dumps(
-                _envelope(rng, "VoidInvoice", {"invoice_id": marker, "reason": "x"}, who)
-            ).encode()
-        elif kind == "no_customer_payment":
-            data = {
-                "payment_id": marker,
-                "amount": {"amount": "10.00", "currency": cur},
-                "method": "cash",
-                "received_on": "2026-11-15",
-            }
-            value = json.dumps(_envelope(rng, "RecordOfflinePayment", data, None)).encode()
-        else:  # overlong_id
-            topic = topics.CREDITS_COMMANDS
-            data = {
-                "grant_id": marker + "g" * 5000,
-                "kind": "manual",
-                "amount": {"amount": "1.00", "currency": cur},
-                "source": "manual",
-            }
-            value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
-        expect, message_id = _expect(topic, value)
-        key = (who if kind != "no_customer_payment" else marker).encode()
-        made.append(Hostile(kind, topic, key, value, marker, expect, message_id))
-    return made
+    earlier: list[Outgoing],
+) -> Hostile:
+    """One hostile message of `kind` (`earlier`: commands already sent, for a reused id)."""
+    marker = f"hostile-{rng.getrandbits(40):010x}"
+    who = rng.choice(customers)
+    cur = currency[who]
+    topic = topics.PAYMENTS_COMMANDS
+    value: bytes
+    key = who.encode()
+    headers: tuple[tuple[str, bytes], ...] = ()
+    expect: str | None = None
+    reuses_id = False
+    if kind in _ISSUE_13_KINDS:
+        made = _issue_13_case(rng, kind, marker, who, cur, customers, earlier)
+        topic, key, value, headers, expect = made
+        reuses_id = kind == "same_id_other_body"
+    elif kind == "bad_json":
+        topic = rng.choice([topics.CREDITS_COMMANDS, topics.INVOICING_COMMANDS, topics.USAGE])
+        value = f'{{"id": "{marker}", "type": "GrantCredit", "data": {{"amount": '.encode()
+    elif kind == "binary":
+        topic = rng.choice([topics.PAYMENTS_COMMANDS, topics.RULES_COMMANDS])
+        value = b"\xff\xfe\x00" + marker.encode() + bytes(rng.getrandbits(8) for _ in range(64))
+    elif kind == "not_an_object":
+        topic = topics.CREDITS_COMMANDS
+        value = json.dumps([marker, 1, 2, None]).encode()
+    elif kind == "wrong_types":
+        topic = topics.INVOICING_COMMANDS
+        data = {"charge_id": marker, "description": 42, "amount": "lots", "invoice_now": "maybe"}
+        value = json.dumps(_envelope(rng, "AddCharge", data, who)).encode()
+    elif kind == "float_amount":
+        data = {
+            "payment_id": marker,
+            "amount": {"amount": 12.5, "currency": cur},
+            "method": "cash",
+            "received_on": "2026-11-15",
+        }
+        value = json.dumps(_envelope(rng, "RecordOfflinePayment", data, who)).encode()
+    elif kind == "huge_number":
+        topic = topics.CREDITS_COMMANDS
+        data = {
+            "grant_id": marker,
+            "kind": "promotional",
+            "amount": {"amount": "1" + "0" * 40, "currency": cur},
+            "source": "promo_code",
+        }
+        value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
+    elif kind == "negative_payment":
+        data = {
+            "payment_id": marker,
+            "amount": {"amount": "-25.00", "currency": cur},
+            "method": "cash",
+            "received_on": "2026-11-15",
+        }
+        value = json.dumps(_envelope(rng, "RecordOfflinePayment", data, who)).encode()
+    elif kind == "negative_refund":
+        data = {"refund_id": marker, "amount": {"amount": "-40.00", "currency": cur}, "method": "cash"}
+        value = json.dumps(_envelope(rng, "RefundCreditBalance", data, who)).encode()
+    elif kind == "negative_deduction":
+        data = {"deduction_id": marker, "amount": {"amount": "-15.00", "currency": cur}, "reason": marker}
+        value = json.dumps(_envelope(rng, "DeductPromotionalCredits", data, who)).encode()
+    elif kind == "negative_promo_grant":
+        topic = topics.CREDITS_COMMANDS
+        data = {
+            "grant_id": marker,
+            "kind": "promotional",
+            "amount": {"amount": "-30.00", "currency": cur},
+            "source": "promo_code",
+        }
+        value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
+    elif kind == "unknown_currency":
+        topic = topics.CREDITS_COMMANDS
+        data = {
+            "grant_id": marker,
+            "kind": "manual",
+            "amount": {"amount": "10.00", "currency": "ZZZ"},
+            "source": "manual",
+        }
+        value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
+    elif kind == "unknown_type":
+        topic = rng.choice([topics.CREDITS_COMMANDS, topics.PAYMENTS_COMMANDS, topics.INVOICING_COMMANDS])
+        value = json.dumps(_envelope(rng, "TransferEverything", {"to": marker}, who)).encode()
+    elif kind == "wrong_topic":
+        data = {
+            "grant_id": marker,
+            "kind": "manual",
+            "amount": {"amount": "500.00", "currency": cur},
+            "source": "manual",
+        }
+        value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
+    elif kind == "missing_fields":
+        topic = topics.RULES_COMMANDS
+        value = json.dumps(_envelope(rng, "PutRuleSet", {"name": marker}, None)).encode()
+    elif kind == "oversized":
+        topic = topics.CREDITS_COMMANDS
+        data = {
+            "grant_id": marker,
+            "kind": "manual",
+            "amount": {"amount": "1.00", "currency": cur},
+            "source": "manual",
+            "reason": "x" * 1_010_000,
+        }
+        value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
+    elif kind == "oversized_escaped":
+        # Just over the 1 MB contract limit (and under the broker's): characters that JSON
+        # escapes, so a dead letter quoting it is several times larger.
+        topic = rng.choice([topics.CREDITS_COMMANDS, topics.PAYMENTS_COMMANDS])
+        data = {
+            "grant_id": marker,
+            "kind": "manual",
+            "amount": {"amount": "1.00", "currency": cur},
+            "source": "manual",
+            "reason": "€" * 336_000,
+        }
+        value = json.dumps(_envelope(rng, "GrantCredit", data, who), ensure_ascii=False).encode()
+    elif kind == "unknown_customer_usage":
+        topic = topics.USAGE
+        data = {"service": "voice", "quantity": "10", "unit": "minute", "destination": "44"}
+        value = json.dumps(_envelope(rng, "UsageRecorded", data, f"nobody-{marker}")).encode()
+    elif kind == "unknown_invoice":
+        topic = topics.INVOICING_COMMANDS
+        value = json.dumps(_envelope(rng, "VoidInvoice", {"invoice_id": marker, "reason": "x"}, who)).encode()
+    elif kind == "no_customer_payment":
+        data = {
+            "payment_id": marker,
+            "amount": {"amount": "10.00", "currency": cur},
+            "method": "cash",
+            "received_on": "2026-11-15",
+        }
+        value = json.dumps(_envelope(rng, "RecordOfflinePayment", data, None)).encode()
+    else:  # overlong_id
+        topic = topics.CREDITS_COMMANDS
+        data = {
+            "grant_id": marker + "g" * 5000,
+            "kind": "manual",
+            "amount": {"amount": "1.00", "currency": cur},
+            "source": "manual",
+        }
+        value = json.dumps(_envelope(rng, "GrantCredit", data, who)).encode()
+    if kind == "no_customer_payment":
+        key = marker.encode()
+    expected, message_id = _expect(topic, value)
+    if reuses_id:
+        message_id = json.loads(value)["id"]
+    return Hostile(kind, topic, key, value, marker, expect or expected, message_id, headers, reuses_id)
+
+
+def _issue_13_case(
+    rng: random.Random,
+    kind: str,
+    marker: str,
+    who: str,
+    cur: str,
+    customers: list[str],
+    earlier: list[Outgoing],
+) -> tuple[str, bytes, bytes, tuple[tuple[str, bytes], ...], str | None]:
+    """topic, key, value, headers and (when the contracts alone cannot tell) the expected
+    outcome of one hostile case of issue 13. None: what `_expect` derives from the contracts
+    (a command that parses is answered by CommandRejected or dead-lettered; anything else is
+    dead-lettered by every consumer of its topic)."""
+
+    def grant(customer: str | None, **over: Any) -> dict[str, Any]:
+        data = {"grant_id": marker, "kind": "manual", "amount": {"amount": "1.00", "currency": cur}}
+        data |= {"source": "manual", **over}
+        return _envelope(rng, "GrantCredit", data, customer)
+
+    def usage(customer: str, occurred_at: str | None = None, **over: Any) -> dict[str, Any]:
+        data = {"service": "voice", "quantity": "10", "unit": "minute", "destination": "44", **over}
+        body = _envelope(rng, "UsageRecorded", data, customer)
+        if occurred_at is not None:
+            body["occurred_at"] = occurred_at
+        return body
+
+    def dumps(body: Any) -> bytes:
+        return json.dumps(body).encode()
+
+    key = who.encode()
+    if kind == "nul_in_customer_id":  # D1: a NUL in the customer id of a grant
+        return topics.CREDITS_COMMANDS, marker.encode(), dumps(grant(f"{who}\x00{marker}")), (), None
+    if kind == "nul_in_key":  # D1: not JSON, and a NUL in the Kafka key
+        return topics.USAGE, b"k\x00" + marker.encode(), b"\x00" + marker.encode() + b"{not json", (), "dlq"
+    if kind == "nul_in_value":  # a NUL inside a string value of a usage event
+        return topics.USAGE, key, dumps(usage(who, service=f"voice\x00{marker}")), (), "dlq"
+    if kind == "nul_in_id":  # a NUL inside a command's own id (grant_id)
+        return topics.CREDITS_COMMANDS, key, dumps(grant(who, grant_id=f"{marker}\x00g")), (), None
+    if kind == "control_bytes_in_id":
+        payment: dict[str, Any] = {
+            "payment_id": f"{marker}\x01\x02\x1b[31m",
+            "amount": {"amount": "10.00", "currency": cur},
+            "method": "cash",
+            "received_on": "2026-11-15",
+        }
+        return (
+            topics.PAYMENTS_COMMANDS,
+            key,
+            dumps(_envelope(rng, "RecordOfflinePayment", payment, who)),
+            (),
+            None,
+        )
+    if kind == "control_bytes_in_key":  # a valid usage whose key holds control bytes (not its customer)
+        return (
+            topics.USAGE,
+            who.encode() + b"\x01\x07",
+            dumps(usage(who, service=f"voice-{marker}")),
+            (),
+            "dlq",
+        )
+    if kind in ("control_bytes_180k", "control_bytes_180k_command"):  # D2: ~6x larger once escaped
+        topic = topics.USAGE if kind == "control_bytes_180k" else topics.CREDITS_COMMANDS
+        return topic, key, marker.encode() + b"\x01" * 180_000, (), "dlq"
+    if kind == "over_cap_charge":  # D4: one amount over 10^15
+        data: dict[str, Any] = {
+            "charge_id": marker,
+            "description": "over the cap",
+            "amount": {"amount": "1000000000000000.01", "currency": cur},
+            "invoice_now": False,
+        }
+        return topics.INVOICING_COMMANDS, key, dumps(_envelope(rng, "AddCharge", data, who)), (), None
+    if kind == "negative_prerated_usage":  # pre-rated with a negative amount: refused
+        body = usage(
+            who, service=f"sms-{marker}", unit="message", amount={"amount": "-5.00", "currency": cur}
+        )
+        return topics.USAGE, key, dumps(body), (), "dlq"
+    if kind == "far_date_subscription":  # D7: year 10000 once a period is added
+        data = {
+            "subscription_id": marker,
+            "name": "Plan",
+            "fee": {"amount": "10.00", "currency": cur},
+            "starts_on": "9999-12-15",
+        }
+        return (
+            topics.INVOICING_COMMANDS,
+            key,
+            dumps(_envelope(rng, "CreateSubscription", data, who)),
+            (),
+            None,
+        )
+    if kind.startswith("far_date_usage_"):  # D7: usage outside the accepted window of dates
+        when = {
+            "9999": "9999-12-31T12:00:00Z",
+            "2999": "2999-06-01T12:00:00Z",
+            "0001": "0001-01-01T12:00:00Z",
+        }
+        body = usage(who, when[kind[-4:]], service=f"voice-{marker}")
+        return topics.USAGE, key, dumps(body), (), "dlq"
+    if kind == "type_header_mismatch":  # a valid grant whose `type` header says something else
+        headers = (("type", b"RecordOfflinePayment"),)
+        return topics.CREDITS_COMMANDS, key, dumps(grant(who)), headers, "dlq"
+    if kind == "key_not_customer_usage":  # a valid usage on another customer's key
+        other = next((c for c in customers if c != who), f"other-{marker}")
+        return topics.USAGE, other.encode(), dumps(usage(who, service=f"voice-{marker}")), (), "dlq"
+    if kind == "key_not_customer_command":
+        other = next((c for c in customers if c != who), f"other-{marker}")
+        return topics.CREDITS_COMMANDS, other.encode(), dumps(grant(who)), (), "dlq"
+    if kind == "same_id_other_body":  # an id already applied, another body: flagged, not dropped
+        grants = [m for m in earlier if m.topic == topics.CREDITS_COMMANDS] or earlier
+        if not grants:
+            return topics.CREDITS_COMMANDS, key, dumps(grant(who)), (), None
+        original = rng.choice(grants)
+        body = json.loads(original.envelope.to_json())
+        body["data"] = {**grant(None)["data"], "reason": marker}
+        body["type"] = "GrantCredit"
+        customer = str(original.envelope.customer_id)
+        return original.topic, customer.encode(), dumps(body), (("type", b"GrantCredit"),), "dlq"
+    # overlong_payment_invoice_id: RecordOfflinePayment.invoice_id of 5,000 characters
+    data = {
+        "payment_id": marker,
+        "invoice_id": "i" * 5000,
+        "amount": {"amount": "10.00", "currency": cur},
+        "method": "cash",
+        "received_on": "2026-11-15",
+    }
+    return topics.PAYMENTS_COMMANDS, key, dumps(_envelope(rng, "RecordOfflinePayment", data, who)), (), None

@@ -37,10 +37,10 @@ class PrivateInfra:
         env.pop("TALLY_PG_FAST", None)  # fsync on: a restart must not lose what was committed
         return env
 
-    async def _script(self, script: str, action: str) -> str:
+    async def _script(self, script: str, *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(
             str(SCRIPTS / script),
-            action,
+            *args,
             env=self._env(),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -48,7 +48,7 @@ class PrivateInfra:
         out, _ = await proc.communicate()
         text = out.decode(errors="replace").strip()
         if proc.returncode != 0:
-            raise RuntimeError(f"{script} {action} failed ({proc.returncode}): {text}")
+            raise RuntimeError(f"{script} {' '.join(args)} failed ({proc.returncode}): {text}")
         return text
 
     async def start(self) -> None:
@@ -58,13 +58,16 @@ class PrivateInfra:
         print("  " + await self._script("kafka.sh", "start"), flush=True)
         print("  " + await self._script("postgres.sh", "start"), flush=True)
 
-    async def restart_kafka(self, down: float) -> None:
-        await self._script("kafka.sh", "stop")
+    async def restart_kafka(self, down: float, hard: bool = False) -> None:
+        """Stop the broker (`hard`: SIGKILL, no controlled shutdown), wait, start it again."""
+        await self._script("kafka.sh", "kill" if hard else "stop")
         await asyncio.sleep(down)
         await self._script("kafka.sh", "start")
 
-    async def restart_postgres(self, down: float) -> None:
-        await self._script("postgres.sh", "stop")
+    async def restart_postgres(self, down: float, immediate: bool = False) -> None:
+        """Stop the server (`immediate`: `pg_ctl stop -m immediate`, recovery from the WAL at
+        the next start; else `-m fast`), wait, start it again."""
+        await self._script("postgres.sh", "stop", "immediate" if immediate else "fast")
         await asyncio.sleep(down)
         await self._script("postgres.sh", "start")
 

@@ -1,16 +1,42 @@
-"""The invariants checked after a fault run. Each check returns its violations as sentences."""
+"""The invariants checked after a fault run. Each check returns a `Verdict`: its violations
+as sentences, and how many records it looked at. A check that looked at nothing fails (a run
+that checks 0 of something proves nothing about it)."""
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tally_contracts.topics import dlq
 
+from .faults import HOSTILE_KINDS, PROCESS_KINDS, SKIPPED, FaultPlan
 from .runner import RunResult, Snapshot
 from .stack import CONSUMES, EVENTS
-from .workload import Workload
+from .workload import Expectation, Workload
+
+
+@dataclass
+class Verdict:
+    """What one invariant found: its violations, and how many `unit` it checked."""
+
+    name: str
+    violations: list[str] = field(default_factory=list)
+    checked: int = 0
+    unit: str = "records"
+    may_be_empty: bool = False  # a comparison that is legitimately empty (nothing to compare)
+
+    def __bool__(self) -> bool:  # truthy when it found something (as the old lists were)
+        return bool(self.violations)
+
+    @property
+    def all_violations(self) -> list[str]:
+        if self.checked == 0 and not self.may_be_empty:
+            return [*self.violations, f"checked 0 {self.unit}: the run did not exercise it"]
+        return self.violations
 
 
 def _dec(value: Any) -> Decimal:
@@ -57,21 +83,62 @@ def outcome(events: list[dict[str, Any]]) -> str:
 # -- 1. exactly one effect -----------------------------------------------------------------
 
 
-def exactly_one_effect(result: RunResult) -> list[str]:
+def _raw_bytes(raw: Any) -> bytes:
+    """The original bytes a dead letter kept: text, `{"base64": ...}`, `{"hex": ...}`; a
+    truncated original gives b"" (it cannot be parsed anyway)."""
+    if isinstance(raw, str):
+        return raw.encode()
+    if isinstance(raw, dict):
+        try:
+            if isinstance(raw.get("base64"), str):
+                return base64.b64decode(raw["base64"])
+            if isinstance(raw.get("hex"), str):
+                return bytes.fromhex(raw["hex"])
+        except ValueError:
+            return b""
+    return b""
+
+
+def _dead_lettered_ids(snapshot: Snapshot) -> dict[str, str]:
+    """Message id -> the reason, for every dead letter whose original parses as an envelope."""
+    found: dict[str, str] = {}
+    for topic in [*EVENTS.values(), *{t for topics_ in CONSUMES.values() for t in topics_}]:
+        for letter in _dead_letters(snapshot, topic):
+            try:
+                body = json.loads(_raw_bytes(letter.get("raw")))
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("id"), str):
+                found.setdefault(body["id"], str(letter.get("error") or ""))
+    return found
+
+
+def exactly_one_effect(result: RunResult) -> Verdict:
+    """Every command answered once: events, or one CommandRejected, or a dead letter with a
+    reason ("no event" is a violation); no effect published twice under different ids."""
     assert result.snapshot is not None
-    violations: list[str] = []
+    verdict = Verdict("exactly one answer per command, one effect per event", unit="commands")
+    violations = verdict.violations
     by_cause = _by_cause(result.snapshot)
+    dead = _dead_lettered_ids(result.snapshot)
     for m in {m.id: m for m in result.sent if m.is_command}.values():
+        verdict.checked += 1
         events = by_cause.get(m.id, [])
         rejections = [e for e in events if e["type"] == "CommandRejected"]
         successes = [e for e in events if e["type"] != "CommandRejected"]
+        what = f"{m.envelope.type} {m.id} ({m.envelope.customer_id})"
         if rejections and successes:
             violations.append(
-                f"{m.envelope.type} {m.id} ({m.envelope.customer_id}) was both rejected "
+                f"{what} was both rejected "
                 f"({rejections[0]['data'].get('code')}) and applied ({sorted({e['type'] for e in successes})})"
             )
         if len(rejections) > 1:
             violations.append(f"{m.envelope.type} {m.id} was rejected {len(rejections)} times")
+        if not events:
+            if m.id not in dead:
+                violations.append(f"{what}: no answer (no event, no CommandRejected, no dead letter)")
+            elif not dead[m.id].strip():
+                violations.append(f"{what}: dead-lettered without a reason")
     # The same effect published twice under different message ids: a double application.
     groups: dict[tuple[str, str, str], set[str]] = {}
     for event in _events(result.snapshot):
@@ -82,7 +149,7 @@ def exactly_one_effect(result: RunResult) -> list[str]:
             violations.append(
                 f"{type_} caused by {cause} published {len(ids)} times with distinct ids: {data[:300]}"
             )
-    return violations
+    return verdict
 
 
 # -- 2. hostile messages dead-lettered or rejected; services still consuming ----------------
@@ -97,27 +164,46 @@ def _dead_letters(snapshot: Snapshot, topic: str) -> list[dict[str, Any]]:
     return found
 
 
-def hostile_handled(result: RunResult) -> list[str]:
+def hostile_handled(result: RunResult) -> Verdict:
+    """Each hostile message is never applied, and is dead-lettered with a reason by every
+    consumer of its topic (expect "dlq"), or answered by CommandRejected or dead-lettered
+    (expect "rejected"). Dead letters are found by where the message landed (partition and
+    offset), whatever the dead letter keeps of its bytes; by its marker otherwise."""
     assert result.snapshot is not None
-    violations: list[str] = []
+    verdict = Verdict("hostile messages dead-lettered or rejected, never applied", unit="hostile messages")
+    violations = verdict.violations
     by_cause = _by_cause(result.snapshot)
     rejected_ids = {
         e["data"].get("command_id") for e in _events(result.snapshot) if e["type"] == "CommandRejected"
     }
-    dl_cache: dict[str, list[tuple[str, str]]] = {}
+    letters: dict[str, list[dict[str, Any]]] = {}
     for h in result.hostile:
-        if h.topic not in dl_cache:
-            dl_cache[h.topic] = [
-                (json.dumps(d.get("raw")), str(d.get("consumer")))
-                for d in _dead_letters(result.snapshot, h.topic)
-            ]
+        verdict.checked += 1
+        if h.topic not in letters:
+            letters[h.topic] = _dead_letters(result.snapshot, h.topic)
+        at = result.hostile_at.get(h.marker)
         hex_marker = h.marker.encode().hex()
-        consumers = {c for raw, c in dl_cache[h.topic] if h.marker in raw or hex_marker in raw}
-        rejected = h.message_id is not None and h.message_id in rejected_ids
-        applied = [e for e in by_cause.get(h.message_id or "", []) if e["type"] != "CommandRejected"]
+        mine = [
+            d
+            for d in letters[h.topic]
+            if (at is not None and (d.get("partition"), d.get("offset")) == at)
+            or (
+                at is None
+                and (h.marker in json.dumps(d.get("raw")) or hex_marker in json.dumps(d.get("raw")))
+            )
+        ]
+        consumers = {str(d.get("consumer")) for d in mine}
+        rejected = h.message_id is not None and h.message_id in rejected_ids and not h.reuses_id
+        applied = (
+            []
+            if h.reuses_id
+            else [e for e in by_cause.get(h.message_id or "", []) if e["type"] != "CommandRejected"]
+        )
         what = f"hostile {h.kind} on {h.topic} ({h.marker})"
         if applied:
             violations.append(f"{what} was applied: {sorted({e['type'] for e in applied})}")
+        if any(not str(d.get("error") or "").strip() for d in mine):
+            violations.append(f"{what}: dead-lettered without a reason")
         if h.expect == "rejected":
             if not rejected and not consumers:
                 violations.append(f"{what}: neither CommandRejected nor dead-lettered")
@@ -129,16 +215,49 @@ def hostile_handled(result: RunResult) -> list[str]:
                 violations.append(
                     f"{what}: dead-lettered by {sorted(consumers)}, not by {sorted(wanted - consumers)}"
                 )
-    return violations
+    return verdict
 
 
-def still_consuming(result: RunResult) -> list[str]:
+def still_consuming(result: RunResult) -> Verdict:
     assert result.snapshot is not None
-    return [
-        f"{name} /health answers {code} after the run"
-        for name, code in sorted(result.snapshot.health.items())
-        if code != 200
-    ]
+    health = result.snapshot.health
+    return Verdict(
+        "every service still consuming and healthy",
+        [
+            f"{name} /health answers {code} after the run"
+            for name, code in sorted(health.items())
+            if code != 200
+        ],
+        len(health),
+        "services",
+    )
+
+
+def came_back(result: RunResult, services: int) -> Verdict:
+    """Every service restarted after a fault came back (a failed start is retried, and
+    counted as a fault); one that never did is a violation, with its log tail."""
+    return Verdict(
+        "every service came back after each fault (failed starts retried)",
+        [
+            f"{name} never came back; its log ends:\n{tail[-2500:]}"
+            for name, tail in sorted(result.never_back.items())
+        ]
+        + list(result.unexpected_exits),
+        services,
+        "services",
+    )
+
+
+def read_apis_answer(snapshot: Snapshot) -> Verdict:
+    """A read API that does not know a customer it was told about answers 404: that is a
+    violation, not an empty list. A NUL (%00) in a path answers 400 or 404, never 500 (D9)."""
+    verdict = Verdict("read APIs answer (no 404 for a known customer; %00 is 400/404)", unit="routes")
+    verdict.violations.extend(snapshot.missing)
+    for route, status in sorted(snapshot.bad_paths.items()):
+        verdict.checked += 1
+        if status not in (400, 404, 422):
+            verdict.violations.append(f"{route} answered {status} (expected 400 or 404)")
+    return verdict
 
 
 # -- 3. the ledger, sources, invoices -----------------------------------------------------
@@ -163,10 +282,14 @@ def _postings(entry: dict[str, Any]) -> list[tuple[str, Decimal, str]]:
     return found
 
 
-def ledger_balances(snapshot: Snapshot) -> list[str]:
-    violations: list[str] = []
+def ledger_balances(snapshot: Snapshot) -> Verdict:
+    """Every ledger entry balances per currency; no source, lot or parked payment below zero;
+    each invoice account matches what credits' read model *and invoicing* say is owed."""
+    verdict = Verdict("credits ledger balances and matches both read models", unit="ledger entries")
+    violations = verdict.violations
     for customer, ledger in sorted(snapshot.ledger.items()):
         entries = _entries(ledger)
+        verdict.checked += len(entries)
         accounts: dict[tuple[str, str], Decimal] = {}
         for entry in entries:
             sums: dict[str, Decimal] = {}
@@ -187,19 +310,39 @@ def ledger_balances(snapshot: Snapshot) -> list[str]:
                 violations.append(f"{customer}: {account} holds {value} {currency} (over-applied)")
             if account.startswith("payment:") and value < 0:
                 violations.append(f"{customer}: parked {account} is {value} {currency}")
+        owed = {
+            account[8:]: -value for (account, _c), value in accounts.items() if account.startswith("invoice:")
+        }
         due = {i["invoice_id"]: _dec(i.get("amount_due")) for i in snapshot.credit_invoices.get(customer, [])}
-        for (account, _currency), value in accounts.items():
-            if account.startswith("invoice:") and account[8:] in due and -value != due[account[8:]]:
+        for iid, value in sorted(owed.items()):
+            if iid in due and value != due[iid]:
                 violations.append(
-                    f"{customer}: ledger says {account[8:]} owes {-value}, the read model {due[account[8:]]}"
+                    f"{customer}: ledger says {iid} owes {value}, credits' read model {due[iid]}"
+                )
+        # Invoicing's own view, which credits does not write: posted and paid invoices.
+        for inv in snapshot.invoicing.get(customer, []):
+            invoice_id, status = str(inv.get("invoice_id")), inv.get("status")
+            if (
+                status not in ("posted", "paid")
+                or inv.get("amount_due") is None
+                or _dec(inv.get("total")) <= 0  # a zero or negative invoice is never owed
+            ):
+                continue
+            if invoice_id not in owed:
+                violations.append(
+                    f"{customer}: {invoice_id} is {status} in invoicing, absent from the credits ledger"
+                )
+            elif owed[invoice_id] != _dec(inv["amount_due"]):
+                violations.append(
+                    f"{customer}: ledger says {invoice_id} owes {owed[invoice_id]}, invoicing {inv['amount_due']}"
                 )
         if not entries and ledger is None:
             violations.append(f"{customer}: credits has no ledger read API answer")
-    return violations
+    return verdict
 
 
-def no_negative_sources(snapshot: Snapshot) -> list[str]:
-    violations: list[str] = []
+def no_negative_sources(snapshot: Snapshot) -> Verdict:
+    verdict = Verdict("no credit source or balance below zero", unit="balance rows")
     for customer, rows in sorted(snapshot.balances.items()):
         shortfall = any(
             "shortfall" in account and amount < 0
@@ -207,18 +350,25 @@ def no_negative_sources(snapshot: Snapshot) -> list[str]:
             for account, amount, _ in _postings(entry)
         )
         for row in rows:
+            verdict.checked += 1
             if _dec(row.get("promotional")) < 0:
-                violations.append(f"{customer}: promotional {row['promotional']} {row.get('currency')}")
+                verdict.violations.append(
+                    f"{customer}: promotional {row['promotional']} {row.get('currency')}"
+                )
             if _dec(row.get("credit_balance")) < 0 and not shortfall:
-                violations.append(f"{customer}: credit balance {row['credit_balance']} {row.get('currency')}")
-    return violations
+                verdict.violations.append(
+                    f"{customer}: credit balance {row['credit_balance']} {row.get('currency')}"
+                )
+    return verdict
 
 
-def invoice_amounts(snapshot: Snapshot) -> list[str]:
-    violations: list[str] = []
+def invoice_amounts(snapshot: Snapshot) -> Verdict:
+    verdict = Verdict("per invoice: applied <= total, amount due = total - applied", unit="invoices")
+    violations = verdict.violations
     for customer in sorted(snapshot.credit_invoices):
         by_id = {i["invoice_id"]: i for i in snapshot.invoicing.get(customer, [])}
         for inv in snapshot.credit_invoices[customer]:
+            verdict.checked += 1
             iid = inv["invoice_id"]
             total, due = _dec(inv.get("total")), _dec(inv.get("amount_due"))
             credits, paid = _dec(inv.get("credits_applied")), _dec(inv.get("payments_applied"))
@@ -262,14 +412,23 @@ def invoice_amounts(snapshot: Snapshot) -> list[str]:
         for iid, inv in by_id.items():
             if inv.get("status") in ("posted", "paid") and iid not in known:
                 violations.append(f"{iid}: {inv['status']} in invoicing, unknown to credits")
-    return violations
+    return verdict
 
 
-def payments_and_credits_agree(snapshot: Snapshot) -> list[str]:
+def payments_and_credits_agree(
+    snapshot: Snapshot, sent_ids: frozenset[str] = frozenset(), hostile_ids: frozenset[str] = frozenset()
+) -> Verdict:
     """Every refund answered once, the same way in both services; payments received and
-    refunds paid in the credits ledger equal what payments published."""
-    violations: list[str] = []
+    refunds paid in the credits ledger equal what payments published, both ways (a ledger
+    amount no event explains is a violation); every ledger entry is caused by a message that
+    exists (an event on the topics, or a command sent), never by a hostile one."""
+    verdict = Verdict(
+        "payments and credits agree (refunds once, money received = ledger, every entry explained)",
+        unit="events and ledger entries",
+    )
+    violations = verdict.violations
     events = _events(snapshot)
+    by_id = {e["id"]: e for e in events}
     answers: dict[str, set[str]] = {}
     settled: dict[str, set[str]] = {}
     requested: set[str] = set()
@@ -278,6 +437,7 @@ def payments_and_credits_agree(snapshot: Snapshot) -> list[str]:
     for e in events:
         data, who = e.get("data") or {}, str(e.get("customer_id"))
         if e["type"] == "RefundRequested":
+            verdict.checked += 1
             requested.add(data["refund_id"])
         elif e["type"] in ("CreditRefunded", "RefundDeclined"):
             answers.setdefault(data["refund_id"], set()).add(e["type"])
@@ -287,6 +447,7 @@ def payments_and_credits_agree(snapshot: Snapshot) -> list[str]:
         elif e["type"] in ("RefundRecorded", "RefundFailed"):
             settled.setdefault(data["refund_id"], set()).add(e["type"])
         elif e["type"] in ("PaymentRecorded", "PaymentReversed"):
+            verdict.checked += 1
             key = (who, data["amount"]["currency"])
             sign = 1 if e["type"] == "PaymentRecorded" else -1
             received[key] = received.get(key, Decimal(0)) + sign * _dec(data["amount"])
@@ -304,19 +465,41 @@ def payments_and_credits_agree(snapshot: Snapshot) -> list[str]:
     ledger: dict[tuple[str, str, str], Decimal] = {}
     for customer, answer in snapshot.ledger.items():
         for entry in _entries(answer):
+            verdict.checked += 1
+            cause = entry.get("cause") or {}
+            cause_id, cause_type = str(cause.get("message_id")), str(cause.get("type"))
+            accounts = {account for account, _, _ in _postings(entry)}
+            if cause_id in hostile_ids:
+                violations.append(
+                    f"{customer}: ledger entry {entry.get('entry_id')} caused by hostile {cause_id}"
+                )
+            elif cause and cause_id not in by_id and cause_id not in sent_ids:
+                violations.append(
+                    f"{customer}: ledger entry {entry.get('entry_id')} ({cause_type} {cause_id}) "
+                    "explained by no message on the topics"
+                )
+            if accounts & {"payments_received", "refunds_paid"}:
+                source = by_id.get(cause_id)
+                if source is None or source.get("_topic") != EVENTS["payments"]:
+                    violations.append(
+                        f"{customer}: ledger entry {entry.get('entry_id')} moves payments_received/refunds_paid "
+                        f"but its cause {cause_type} {cause_id} is no payments event"
+                    )
             for account, amount, currency in _postings(entry):
                 if account in ("payments_received", "refunds_paid"):
                     key3 = (account, customer, currency)
                     ledger[key3] = ledger.get(key3, Decimal(0)) + amount
-    for (who, currency), amount in sorted(received.items()):
+    for who, currency in sorted(set(received) | {(w, c) for a, w, c in ledger if a == "payments_received"}):
+        amount = received.get((who, currency), Decimal(0))
         found = -ledger.get(("payments_received", who, currency), Decimal(0))
         if found != amount:
             violations.append(f"{who}: payments received net {amount} {currency}, credits ledger {found}")
-    for (who, currency), amount in sorted(refunded.items()):
+    for who, currency in sorted(set(refunded) | {(w, c) for a, w, c in ledger if a == "refunds_paid"}):
+        amount = refunded.get((who, currency), Decimal(0))
         found = ledger.get(("refunds_paid", who, currency), Decimal(0))
         if found != amount:
             violations.append(f"{who}: refunds paid {amount} {currency}, credits ledger {found}")
-    return violations
+    return verdict
 
 
 # -- 4. same results as the fault-free run, and as a replay -------------------------------
@@ -332,13 +515,14 @@ def _balances(rows: list[dict[str, Any]]) -> dict[str, tuple[Decimal, Decimal]]:
 
 def same_balances(
     expected: dict[str, list[dict[str, Any]]], found: dict[str, list[dict[str, Any]]], what: str
-) -> list[str]:
-    violations = []
+) -> Verdict:
+    verdict = Verdict(f"same balances {what}", unit="customers")
     for customer in sorted(set(expected) | set(found)):
+        verdict.checked += 1
         a, b = _balances(expected.get(customer, [])), _balances(found.get(customer, []))
         if a != b:
-            violations.append(f"{customer}: balances {b} {what}, expected {a}")
-    return violations
+            verdict.violations.append(f"{customer}: balances {b} {what}, expected {a}")
+    return verdict
 
 
 def _invoice_state(snapshot: Snapshot) -> dict[str, tuple[Any, ...]]:
@@ -369,24 +553,224 @@ def _invoice_state(snapshot: Snapshot) -> dict[str, tuple[Any, ...]]:
     return state
 
 
-def same_as_baseline(baseline: RunResult, faulty: RunResult) -> list[str]:
+def same_as_baseline(baseline: RunResult, faulty: RunResult) -> Verdict:
     assert baseline.snapshot is not None and faulty.snapshot is not None
-    violations = same_balances(baseline.snapshot.balances, faulty.snapshot.balances, "with faults")
+    verdict = same_balances(baseline.snapshot.balances, faulty.snapshot.balances, "with faults")
+    verdict.name = "same balances, invoices, payments, outcomes as the fault-free run"
+    verdict.unit = "customers, invoices, payments and commands"
     a, b = _invoice_state(baseline.snapshot), _invoice_state(faulty.snapshot)
     for key in sorted(set(a) | set(b)):
+        verdict.checked += 1
         if a.get(key) != b.get(key):
-            violations.append(f"{key}: {b.get(key)} with faults, {a.get(key)} without")
+            verdict.violations.append(f"{key}: {b.get(key)} with faults, {a.get(key)} without")
     base_cause, fault_cause = _by_cause(baseline.snapshot), _by_cause(faulty.snapshot)
+    base_dead, fault_dead = _dead_lettered_ids(baseline.snapshot), _dead_lettered_ids(faulty.snapshot)
+
+    def answer(events: list[dict[str, Any]], dead: dict[str, str], message_id: str) -> str:
+        found = outcome(events)
+        return "dead-lettered" if found == "no event" and message_id in dead else found
+
     for m in {m.id: m for m in baseline.sent if m.is_command}.values():
-        x, y = outcome(base_cause.get(m.id, [])), outcome(fault_cause.get(m.id, []))
+        verdict.checked += 1
+        x = answer(base_cause.get(m.id, []), base_dead, m.id)
+        y = answer(fault_cause.get(m.id, []), fault_dead, m.id)
         if x != y:
-            violations.append(
+            verdict.violations.append(
                 f"{m.envelope.type} {m.id} ({m.envelope.customer_id}): {y} with faults, {x} without"
             )
-    return violations
+    return verdict
+
+
+# -- 5. every usage event on exactly one invoice line ----------------------------------------
+
+
+def _live_invoices(snapshot: Snapshot) -> dict[str, tuple[str, dict[str, Any]]]:
+    """invoice id -> (customer, invoice) for invoices that count: not replaced by a
+    regenerated one (a voided invoice's lines move to its regeneration)."""
+    invoices = {str(i["invoice_id"]): (c, i) for c, rows in snapshot.invoicing.items() for i in rows}
+    replaced = {str(i.get("regenerated_from")) for _, i in invoices.values() if i.get("regenerated_from")}
+    return {iid: ci for iid, ci in invoices.items() if iid not in replaced}
+
+
+def usage_on_one_line(workload: Workload, result: RunResult) -> Verdict:
+    """Every usage event the workload sent is on exactly one invoice line of its own customer,
+    by id.
+
+    Invoicing's read API lists, on each usage line, the ids of the usage events it bills
+    (`usage_ids`). Over every invoice read (voided and replaced ones included), each usage id
+    sent must be listed exactly once, on an invoice of its customer that no regeneration
+    replaced (a regeneration takes the voided invoice's usage with it; a voided invoice not
+    regenerated still holds its usage, unbilled). A usage line without `usage_ids` is a
+    violation: a read API that lists nothing must not pass."""
+    assert result.snapshot is not None
+    snap = result.snapshot
+    verdict = Verdict("each usage event on exactly one invoice line of its customer", unit="usage events")
+    usage = {m.id: m for m in result.sent if m.envelope.type == "UsageRecorded"}
+    verdict.checked = len(usage)
+    live = _live_invoices(snap)
+    where: dict[str, list[tuple[str, str, str]]] = {}  # usage id -> (customer, invoice, line)
+    for listed_for, invoices in sorted(snap.invoicing.items()):
+        for inv in invoices:
+            iid, customer = str(inv["invoice_id"]), str(inv.get("customer_id", listed_for))
+            for line in snap.lines.get(iid, []):
+                if line.get("kind") != "usage":
+                    continue
+                if not isinstance(line.get("usage_ids"), list):
+                    verdict.violations.append(f"usage line {line.get('line_id')} of {iid} lists no usage_ids")
+                    continue
+                for uid in line["usage_ids"]:
+                    where.setdefault(str(uid), []).append((customer, iid, str(line.get("line_id"))))
+    for uid, m in sorted(usage.items()):
+        found = where.get(uid, [])
+        if len(found) != 1:
+            verdict.violations.append(
+                f"usage {uid} ({m.envelope.customer_id}) is on {len(found)} lines: {found}"
+            )
+            continue
+        customer, iid, line_id = found[0]
+        if customer != m.envelope.customer_id:
+            verdict.violations.append(f"usage {uid} of {m.envelope.customer_id} is on {iid} of {customer}")
+        elif iid not in live:
+            verdict.violations.append(
+                f"usage {uid} of {customer} is on line {line_id} of {iid}, which a regeneration replaced"
+            )
+    return verdict
+
+
+# -- 6. odd-but-valid input has its expected outcome -----------------------------------------
+
+
+def expectations_met(workload: Workload, result: RunResult) -> Verdict:
+    """The workload's odd cases (issue 13): each has the outcome it expects."""
+    assert result.snapshot is not None
+    snap = result.snapshot
+    verdict = Verdict("odd but valid input has its expected outcome", unit="odd cases")
+    by_cause = _by_cause(snap)
+    dead = _dead_lettered_ids(snap)
+    for e in workload.expectations:
+        verdict.checked += 1
+        found = outcome(by_cause.get(e.message_id, []))
+        where = f"{e.case} ({e.message_id})"
+        if e.message_id in dead:
+            verdict.violations.append(
+                f"{where}: dead-lettered ({dead[e.message_id][:200]}), expected {e.outcome}"
+            )
+        elif e.outcome == "applied" and (found == "no event" or found.startswith("rejected")):
+            verdict.violations.append(f"{where}: {found}, expected applied")
+        elif e.outcome == "rejected" and not found.startswith("rejected"):
+            verdict.violations.append(f"{where}: {found}, expected CommandRejected")
+        elif e.outcome == "billed":
+            verdict.violations.extend(_billed(e, snap, where))
+        elif e.outcome == "charges_billed":
+            if found == "no event" or found.startswith("rejected"):
+                verdict.violations.append(f"{where}: {found}, expected applied")
+            verdict.violations.extend(_charges_billed(e, snap, where))
+        elif e.outcome == "bills_everyone":
+            if found == "no event" or found.startswith("rejected"):
+                verdict.violations.append(f"{where}: {found}, expected invoices closed")
+            verdict.violations.extend(
+                f"{where}: {f.get('customer_id')}'s {f['data'].get('invoice_id')} was not closed"
+                f" ({f['data'].get('code')}: {str(f['data'].get('reason'))[:200]})"
+                for f in by_cause.get(e.message_id, [])
+                if f["type"] == "InvoiceCloseFailed"
+            )
+            verdict.violations.extend(_billed_everyone(e, workload, snap, where))
+    return verdict
+
+
+def _charges_billed(e: Expectation, snap: Snapshot, where: str) -> list[str]:
+    """Pending charges (`line_ids`): together on one invoice of their customer, whose close went
+    through (posted, paid, or voided after), each line for `amount`."""
+    live = _live_invoices(snap)
+    holders = {
+        iid: inv
+        for iid, (customer, inv) in live.items()
+        if customer == e.customer
+        and any(line.get("line_id") in e.line_ids for line in snap.lines.get(iid, []))
+    }
+    if len(holders) != 1:
+        return [
+            f"{where}: lines {list(e.line_ids)} are on {len(holders)} invoices of {e.customer}: {sorted(holders)}"
+        ]
+    [(iid, inv)] = holders.items()
+    lines = {line.get("line_id"): line for line in snap.lines.get(iid, [])}
+    found = []
+    if inv.get("status") not in ("posted", "paid", "voided"):
+        found.append(f"{where}: {iid} is {inv.get('status')} (expected closed and posted)")
+    for line_id in e.line_ids:
+        amount = (lines.get(line_id) or {}).get("amount")
+        if line_id not in lines or _dec(amount) != e.amount:
+            found.append(f"{where}: {line_id} on {iid} is {amount}, expected {e.amount}")
+    return found
+
+
+def _billed(e: Expectation, snap: Snapshot, where: str) -> list[str]:
+    """A pre-rated usage: on a closed invoice of its customer, a line for its amount."""
+    live = _live_invoices(snap)
+    for iid, (customer, inv) in live.items():
+        if customer != e.customer:
+            continue
+        for line in snap.lines.get(iid, []):
+            if e.message_id in (line.get("usage_ids") or []):
+                if inv.get("status") not in ("posted", "paid"):
+                    return [f"{where}: on {iid}, which is {inv.get('status')} (expected posted)"]
+                if line.get("amount") is None or _dec(line.get("amount")) != e.amount:
+                    return [f"{where}: billed {line.get('amount')} on {iid}, expected {e.amount}"]
+                return []
+    return [f"{where}: on no invoice line of {e.customer}"]
+
+
+def _billed_everyone(e: Expectation, workload: Workload, snap: Snapshot, where: str) -> list[str]:
+    """After a global RunBilling, no period invoice of its period is left pending."""
+    found = []
+    for customer, invoices in sorted(snap.invoicing.items()):
+        for inv in invoices:
+            if (
+                inv.get("kind") == "period"
+                and e.period is not None
+                and inv.get("period_start") == e.period.isoformat()
+                and inv.get("status") in ("pending", "closed")
+            ):
+                found.append(f"{where}: {customer}'s {inv['invoice_id']} is still {inv['status']}")
+    return found
+
+
+# -- 7. the run covered what it claims ---------------------------------------------------------
+
+
+def coverage(result: RunResult, plan: FaultPlan | None, private: bool, excluded: frozenset[str]) -> Verdict:
+    """Minimums: every fault kind injected at least once (the infrastructure kinds only with
+    private infrastructure), every hostile kind sent, commands and usage sent."""
+    verdict = Verdict("the run injected every fault kind and sent every hostile kind", unit="faults")
+    verdict.checked = sum(result.injected.values())
+    if plan is None:
+        return verdict
+    kinds = [*PROCESS_KINDS, *(SKIPPED if private else ())]
+    for kind in kinds:
+        if result.injected.get(kind, 0) < 1:
+            verdict.violations.append(
+                f"no {kind} injected (planned {plan.planned().get(kind, 0)}): the run did not test it"
+            )
+    sent_kinds = {h.kind for h in result.hostile}
+    for kind in HOSTILE_KINDS:
+        if kind not in excluded and kind not in sent_kinds:
+            verdict.violations.append(f"no hostile {kind} sent")
+    if not any(m.is_command for m in result.sent):
+        verdict.violations.append("no command sent")
+    if not any(not m.is_command for m in result.sent):
+        verdict.violations.append("no usage event sent")
+    return verdict
 
 
 # -- the whole list -----------------------------------------------------------------------
+
+
+def _safely(name: str, check: Callable[[], Verdict]) -> Verdict:
+    """A checker that crashes on data it did not expect is a violation, not the end of the run."""
+    try:
+        return check()
+    except Exception as exc:
+        return Verdict(name, [f"the check crashed: {type(exc).__name__}: {str(exc)[:500]}"])
 
 
 def checks(
@@ -394,44 +778,60 @@ def checks(
     faulty: RunResult,
     baseline: RunResult | None,
     replay: dict[str, list[dict[str, Any]]] | None,
-) -> list[tuple[str, list[str]]]:
-    assert faulty.snapshot is not None
+    plan: FaultPlan | None = None,
+    private: bool = False,
+    excluded: frozenset[str] = frozenset(),
+) -> list[Verdict]:
+    if faulty.snapshot is None:  # the run never got to collect: only what it recorded
+        return [
+            Verdict("the faulty run ran to its end", list(faulty.errors), len(faulty.step_ends_ms), "steps"),
+            came_back(faulty, 4),
+        ]
     snap = faulty.snapshot
-    found: list[tuple[str, list[str]]] = [
-        ("the system became idle after every step", list(faulty.errors)),
-        ("exactly one effect per command and event", exactly_one_effect(faulty)),
-        ("malformed messages dead-lettered or rejected", hostile_handled(faulty)),
-        ("every service still consuming and healthy", still_consuming(faulty)),
-        ("no service exited on its own", list(faulty.unexpected_exits)),
-        ("credits ledger balances (and matches the read model)", ledger_balances(snap)),
-        ("no credit source or balance below zero", no_negative_sources(snap)),
-        ("per invoice: applied <= total, amount due = total - applied", invoice_amounts(snap)),
-        (
-            "payments and credits agree (refunds answered once, money received = ledger)",
-            payments_and_credits_agree(snap),
+    sent_ids = frozenset(m.id for m in faulty.sent)
+    hostile_ids = frozenset(h.message_id for h in faulty.hostile if h.message_id and not h.reuses_id)
+    found: list[Verdict] = [
+        Verdict(
+            "the system became idle after every step", list(faulty.errors), len(faulty.step_ends_ms), "steps"
         ),
+        _safely("coverage", lambda: coverage(faulty, plan, private, excluded)),
+        _safely("exactly one answer", lambda: exactly_one_effect(faulty)),
+        _safely("hostile messages", lambda: hostile_handled(faulty)),
+        _safely("healthy", lambda: still_consuming(faulty)),
+        _safely("came back", lambda: came_back(faulty, len(snap.health))),
+        _safely("read APIs", lambda: read_apis_answer(snap)),
+        _safely("ledger", lambda: ledger_balances(snap)),
+        _safely("no negative sources", lambda: no_negative_sources(snap)),
+        _safely("invoice amounts", lambda: invoice_amounts(snap)),
+        _safely("payments and credits", lambda: payments_and_credits_agree(snap, sent_ids, hostile_ids)),
+        _safely("usage on one line", lambda: usage_on_one_line(workload, faulty)),
+        _safely("odd cases", lambda: expectations_met(workload, faulty)),
     ]
-    if baseline is not None:
-        assert baseline.snapshot is not None
+    if baseline is not None and baseline.snapshot is not None:
         if faulty.errors:  # stopped early: comparing would only list the steps not run
             found.append(
-                ("same results as the fault-free run (not compared: the faulty run stopped early)", [])
-            )
-        else:
-            found.append(
-                (
-                    "same balances, invoices, payments, outcomes as the fault-free run",
-                    same_as_baseline(baseline, faulty),
+                Verdict(
+                    "same results as the fault-free run (not compared: the faulty run stopped early)",
+                    may_be_empty=True,
                 )
             )
-        found.append(("fault-free run: idle after every step", list(baseline.errors)))
-        found.append(("fault-free run: per invoice amounts", invoice_amounts(baseline.snapshot)))
-        found.append(("fault-free run: ledger balances", ledger_balances(baseline.snapshot)))
+        else:
+            found.append(_safely("same as the fault-free run", lambda: same_as_baseline(baseline, faulty)))
+        base = baseline.snapshot
+        for v in (
+            Verdict("idle after every step", list(baseline.errors), len(baseline.step_ends_ms), "steps"),
+            _safely("exactly one answer", lambda: exactly_one_effect(baseline)),
+            _safely("invoice amounts", lambda: invoice_amounts(base)),
+            _safely("ledger", lambda: ledger_balances(base)),
+            _safely("usage on one line", lambda: usage_on_one_line(workload, baseline)),
+            _safely("odd cases", lambda: expectations_met(workload, baseline)),
+        ):
+            v.name = "fault-free run: " + v.name
+            found.append(v)
+    elif baseline is not None:
+        found.append(Verdict("fault-free run: ran to its end", list(baseline.errors), 0, "steps"))
     if replay is not None:
-        found.append(
-            (
-                "credits rebuilt from the topics: same balances",
-                same_balances(snap.balances, replay, "on replay"),
-            )
-        )
+        v = same_balances(snap.balances, replay, "on replay")
+        v.name = "credits rebuilt from the topics: same balances"
+        found.append(v)
     return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -35,13 +36,13 @@ class Report:
     plan: FaultPlan
     faulty: RunResult
     baseline: RunResult | None
-    results: list[tuple[str, list[str]]]
+    results: list[invariants.Verdict]
     seconds: float
     private: bool = False
 
     @property
     def violations(self) -> int:
-        return sum(len(v) for _, v in self.results)
+        return sum(len(v.all_violations) for v in self.results)
 
     def summary(self, max_lines: int = 15) -> str:
         out = [
@@ -57,9 +58,10 @@ class Report:
             ),
             f"commands sent: {sum(1 for m in self.faulty.sent if m.is_command)} "
             f"(+ {sum(1 for m in self.faulty.sent if not m.is_command)} usage events; "
-            f"{len(self.faulty.sent)} messages)",
+            f"{len(self.faulty.sent)} messages; planned {len(self.workload.messages)})",
             "workload: " + ", ".join(f"{k} {v}" for k, v in self.workload.counts().items()),
-            f"hostile messages: {len(self.faulty.hostile)} ("
+            f"hostile messages: {len(self.faulty.hostile)} of {len(_count(h.kind for h in self.faulty.hostile))}"
+            " kinds ("
             + ", ".join(f"{k} {v}" for k, v in _count(h.kind for h in self.faulty.hostile).items())
             + ")",
             f"duplicates re-published: {self.faulty.duplicates_sent}",
@@ -72,13 +74,19 @@ class Report:
         ]
         if not self.private:
             out.append(
-                "skipped: " + ", ".join(f"{k} (shared broker/database; use --private-infra)" for k in SKIPPED)
+                "skipped: "
+                + ", ".join(f"{k}" for k in SKIPPED)
+                + " (shared broker/database; use --private-infra)"
             )
         if self.baseline is None:
             out.append("skipped: fault-free comparison")
         out.append(f"invariants checked: {len(self.results)}")
-        for name, found in self.results:
-            out.append(f"  [{'ok' if not found else 'FAIL'}] {name}: {len(found)} violation(s)")
+        for verdict in self.results:
+            found = verdict.all_violations
+            out.append(
+                f"  [{'ok' if not found else 'FAIL'}] {verdict.name}: {len(found)} violation(s)"
+                f" ({verdict.checked} {verdict.unit} checked)"
+            )
             for line in found[:max_lines]:
                 out.append(f"      - {line}")
             if len(found) > max_lines:
@@ -129,7 +137,10 @@ def dump(report: Report, path: Path) -> None:
 
     body = {
         "seed": report.seed,
-        "results": report.results,
+        "results": [
+            {"name": v.name, "checked": v.checked, "unit": v.unit, "violations": v.all_violations}
+            for v in report.results
+        ],
         "faulty": snapshot(report.faulty),
         "baseline": snapshot(report.baseline),
     }
@@ -163,7 +174,9 @@ async def run(
     exclude_hostile: frozenset[str] = frozenset(),
     infra: Infra | None = None,
     races: bool = True,
+    usage_per_command: float = 5.0,
 ) -> Report:
+    """One seeded run; always a report, whatever a fault did to the run."""
     started = time.monotonic()
     private = PrivateInfra() if private_infra else None
     if private is not None:
@@ -182,10 +195,12 @@ async def run(
             infra,
             exclude_hostile,
             races,
+            usage_per_command,
         )
     finally:
         if private is not None:
-            await private.wipe()
+            with contextlib.suppress(Exception):
+                await private.wipe()
 
 
 async def _run(
@@ -201,9 +216,10 @@ async def _run(
     shared: Infra | None,
     exclude_hostile: frozenset[str],
     races: bool,
+    usage_per_command: float,
 ) -> Report:
     infra = private.infra if private is not None else (shared or infra_from_env())
-    workload = generate(seed, customers, commands, races)
+    workload = generate(seed, customers, commands, races, usage_per_command)
     fault_plan = plan(
         workload,
         pause_seconds=pause_seconds,
@@ -212,28 +228,40 @@ async def _run(
         exclude_hostile=exclude_hostile,
     )
     print(
-        f"seed {seed}: {len(workload.messages)} messages in {len(workload.steps)} steps; "
+        f"seed {seed}: {sum(1 for m in workload.messages if m.is_command)} commands, "
+        f"{sum(1 for m in workload.messages if not m.is_command)} usage events in {len(workload.steps)} steps; "
         f"planned faults {fault_plan.planned()}",
         flush=True,
     )
     base: RunResult | None = None
     if baseline:
         base, stack = await run_workload(infra, workload, None, "fault-free")
-        await stack.stop(drop=True)
+        with contextlib.suppress(Exception):
+            await stack.stop(drop=True)
         print(f"  fault-free run: {base.seconds:.0f}s", flush=True)
     faulty, stack = await run_workload(infra, workload, fault_plan, "faulty", private=private)
     print(f"  faulty run: {faulty.seconds:.0f}s", flush=True)
+    rebuilt: dict[str, list[dict[str, Any]]] | None = None
+    replay_errors: list[str] = []
     try:
-        rebuilt, replay_errors = (
-            await replay_credits(infra, stack, faulty, workload) if replay else (None, [])
-        )
+        if replay and faulty.snapshot is not None:
+            rebuilt, replay_errors = await replay_credits(infra, stack, faulty, workload)
+    except Exception as exc:
+        replay_errors.append(f"replay aborted: {type(exc).__name__}: {str(exc)[:1500]}")
     finally:
-        await stack.stop(drop=True)
-    results = invariants.checks(workload, faulty, base, rebuilt)
+        with contextlib.suppress(Exception):
+            await stack.stop(drop=True)
+    results = invariants.checks(
+        workload, faulty, base, rebuilt, fault_plan, private is not None, exclude_hostile
+    )
     if replay:
-        results.append(("credits rebuilt from the topics: idle after every step", replay_errors))
-    if not replay:
-        results.append(("credits rebuilt from the topics (skipped)", []))
+        results.append(
+            invariants.Verdict(
+                "credits rebuilt from the topics: idle after every step", replay_errors, 1, "replays"
+            )
+        )
+    else:
+        results.append(invariants.Verdict("credits rebuilt from the topics (skipped)", may_be_empty=True))
     return Report(
         seed, workload, fault_plan, faulty, base, results, time.monotonic() - started, private is not None
     )
@@ -243,7 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.faults.run", description=__doc__)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--customers", type=int, default=20)
-    parser.add_argument("--commands", type=int, default=300, help="about how many messages to send")
+    parser.add_argument("--commands", type=int, default=300, help="about how many commands to send")
+    parser.add_argument(
+        "--usage-per-command",
+        type=float,
+        default=5.0,
+        help="usage events per command (the steady stream that flows while faults are injected)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the fault-free comparison run")
     parser.add_argument("--no-replay", action="store_true", help="skip rebuilding credits from the topics")
     parser.add_argument(
@@ -277,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             private_infra=args.private_infra,
             exclude_hostile=frozenset(k for k in args.exclude_hostile.split(",") if k),
             races=not args.no_races,
+            usage_per_command=args.usage_per_command,
         )
     )
     path = Path(args.dump or Path(os.environ.get("TMPDIR", "/tmp")) / f"tally-faults-seed{args.seed}.json")

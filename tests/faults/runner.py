@@ -10,16 +10,29 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from tally_contracts.topics import TOPIC_MESSAGES, dlq
 from tally_messaging.testing import Infra
 
-from .faults import DELAYABLE, Fault, FaultPlan, Hostile
+from .faults import DELAYABLE, SKIPPED, Fault, FaultPlan, Hostile
 from .infra import PrivateInfra
 from .stack import EVENTS, Record, Stack
 from .workload import Outgoing, Step, Workload
 
 INPUTS_OF_CREDITS = ("credits.commands", "invoicing.events", "payments.events")
+LOAD_WINDOW_MAX = 6.0  # seconds a faulty step's messages are spread over, at most
+# Every read route, with a path parameter holding NUL (%00): 400 or 404, never 500 (D9).
+NUL_ROUTES = (
+    ("invoicing", "/invoices/x%00y"),
+    ("invoicing", "/customers/x%00y/invoices"),
+    ("credits", "/customers/x%00y/balances"),
+    ("credits", "/customers/x%00y/invoices"),
+    ("credits", "/customers/x%00y/ledger"),
+    ("payments", "/customers/x%00y/payments"),
+    ("rules", "/rule-sets/x%00y"),
+    ("rules", "/customers/x%00y/rule-set"),
+)
 
 
 @dataclass
@@ -34,6 +47,9 @@ class Snapshot:
     ledger: dict[str, Any]  # customer -> ledger answer
     payments: dict[str, Any]
     health: dict[str, int]
+    lines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # invoice id -> its lines
+    missing: list[str] = field(default_factory=list)  # read-API answers that were not there
+    bad_paths: dict[str, int] = field(default_factory=dict)  # route probed with %00 -> status
 
 
 @dataclass
@@ -49,6 +65,9 @@ class RunResult:
     snapshot: Snapshot | None = None
     errors: list[str] = field(default_factory=list)
     unexpected_exits: list[str] = field(default_factory=list)
+    hostile_at: dict[str, tuple[int, int]] = field(default_factory=dict)  # marker -> partition, offset
+    failed_restarts: list[str] = field(default_factory=list)  # attempts that failed (then retried)
+    never_back: dict[str, str] = field(default_factory=dict)  # service -> log tail
 
     def count(self, kind: str) -> None:
         self.injected[kind] = self.injected.get(kind, 0) + 1
@@ -68,12 +87,21 @@ async def run_workload(
     drain_timeout: float = 90,
     private: PrivateInfra | None = None,
 ) -> tuple[RunResult, Stack]:
-    """Runs `workload` on a fresh stack; returns the result and the (still running) stack."""
+    """Runs `workload` on a fresh stack; returns the result and the (still running) stack.
+
+    Never raises for what a fault can cause: a stack that does not start, a send that fails
+    for minutes, a service that does not come back are recorded in `result.errors` (or
+    `never_back`) and the run goes on to its report."""
     result = RunResult(label)
     stack = Stack(infra, label)
     started = time.monotonic()
     _log(label, f"starting stack (prefix {stack.prefix})")
-    await stack.start()
+    try:
+        await stack.start()
+    except Exception as exc:
+        result.errors.append(f"the stack did not start: {_short(exc)}")
+        result.seconds = time.monotonic() - started
+        return result, stack
     rng = random.Random(workload.seed * 31 + 7)
     armed: dict[str, str] = {}
     try:
@@ -86,14 +114,16 @@ async def run_workload(
                     f"step {step.index} ({step.day}, {len(step.messages)} msgs): "
                     + ", ".join(f.describe() for f in faults),
                 )
-            await _run_step(stack, step, faults, hostile, result, rng, armed, private)
             try:
+                await _run_step(stack, step, faults, hostile, result, rng, armed, private)
                 await stack.drain(drain_timeout)
-            except TimeoutError as exc:
+            except Exception as exc:
                 # Stuck: the rest of the workload would only pile up behind it. Report and stop.
-                result.errors.append(f"step {step.index}: {exc}")
+                result.errors.append(f"step {step.index}: {_short(exc)}")
                 _log(label, f"step {step.index}: NOT IDLE: {str(exc)[:2000]}")
                 break
+            finally:
+                _note_restarts(stack, result)
             _note_crashes(stack, armed, result)
             result.step_ends_ms.append(int(time.time() * 1000))
         # Anything still armed is disarmed: the run ends with clean processes.
@@ -106,18 +136,36 @@ async def run_workload(
         if not result.errors:
             try:
                 await stack.drain(drain_timeout)
-            except TimeoutError as exc:
-                result.errors.append(f"final drain: {exc}")
+            except Exception as exc:
+                result.errors.append(f"final drain: {_short(exc)}")
+        _note_restarts(stack, result)
         _note_crashes(stack, armed, result)
         result.step_ends_ms.append(int(time.time() * 1000))
         result.snapshot = await collect(stack, workload, label)
-    except BaseException:
+    except Exception as exc:  # the report must still be written
+        result.errors.append(f"run aborted: {_short(exc)}")
+        _log(label, f"run aborted: {exc!r}")
+    except BaseException:  # interrupted: leave no service running (unless asked to keep it)
         if not keep:
             with contextlib.suppress(Exception):
                 await stack.stop(drop=False)
         raise
     result.seconds = time.monotonic() - started
     return result, stack
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:1500]}"
+
+
+def _note_restarts(stack: Stack, result: RunResult) -> None:
+    """Failed start attempts (retried) are counted as faults; a service given up is reported."""
+    for line in stack.failed_restarts:
+        result.count("restart_retried")
+        result.failed_restarts.append(line)
+        result.fault_log.append(line)
+    stack.failed_restarts.clear()
+    result.never_back.update(stack.gave_up)
 
 
 def _note_crashes(stack: Stack, armed: dict[str, str], result: RunResult) -> None:
@@ -170,47 +218,59 @@ async def _run_step(
             tasks.append(asyncio.create_task(_duplicate(stack, fault, result, rng)))
         elif fault.kind == "hostile" and hostile:
             result.count("hostile")
-        elif fault.kind in ("kafka_restart", "pg_restart") and private is not None:
+        elif fault.kind in SKIPPED and private is not None:
             tasks.append(asyncio.create_task(_restart_infra(private, fault, result, step.index)))
-    later: list[Outgoing | Hostile] = []
-    for m in messages:
-        if delayed_topic is not None and m.topic == delayed_topic:
-            later.append(m)
-            continue
-        await _send(stack, m, result)
-    if delayed_topic is not None:
-        if later:
-            result.count("delay_topic")
-            result.fault_log.append(
-                f"step {step.index}: {len(later)} message(s) on {delayed_topic} {delay:.1f}s late"
-            )
-        await asyncio.sleep(delay)
-        for m in later:
+    now: list[Outgoing | Hostile] = [m for m in messages if delayed_topic is None or m.topic != delayed_topic]
+    later: list[Outgoing | Hostile] = [
+        m for m in messages if delayed_topic is not None and m.topic == delayed_topic
+    ]
+    try:
+        # Steady load: with faults in the step, its messages flow evenly over the faults'
+        # window (a kill, a pause or a broker restart lands while commands and usage keep coming).
+        window = min(LOAD_WINDOW_MAX, max((f.delay + f.duration for f in faults), default=0.0))
+        gap = window / len(now) if now and window > 0 else 0.0
+        for m in now:
             await _send(stack, m, result)
-    for task in tasks:
-        await task
+            if gap:
+                await asyncio.sleep(gap)
+        if delayed_topic is not None:
+            if later:
+                result.count("delay_topic")
+                result.fault_log.append(
+                    f"step {step.index}: {len(later)} message(s) on {delayed_topic} {delay:.1f}s late"
+                )
+            await asyncio.sleep(delay)
+            for m in later:
+                await _send(stack, m, result)
+    finally:  # the faults finish (processes restarted, broker up) before anything else
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            result.fault_log.append(f"step {step.index}: a fault task failed: {_short(outcome)}")
+            raise outcome
 
 
 async def _send(stack: Stack, message: Outgoing | Hostile, result: RunResult) -> None:
     """Publish, retrying while the broker restarts (a repeat has the same id: harmless)."""
     if isinstance(message, Hostile):
         hostile = message
-        await _retry(stack.label, lambda: stack.send_raw(hostile.topic, hostile.value, hostile.key))
+        at = await _retry(
+            stack.label,
+            lambda: stack.send_raw(hostile.topic, hostile.value, hostile.key, list(hostile.headers)),
+        )
+        result.hostile.append(message)
+        result.hostile_at[hostile.marker] = at
     else:
         outgoing = message
         await _retry(stack.label, lambda: stack.send(outgoing))
-    if isinstance(message, Hostile):
-        result.hostile.append(message)
-    else:
         result.sent.append(message)
 
 
-async def _retry(label: str, send: Callable[[], Awaitable[None]]) -> None:
+async def _retry(label: str, send: Callable[[], Awaitable[tuple[int, int]]]) -> tuple[int, int]:
     deadline = time.monotonic() + 180
     while True:
         try:
-            await send()
-            return
+            return await send()
         except Exception as exc:
             if time.monotonic() > deadline:
                 raise
@@ -220,10 +280,10 @@ async def _retry(label: str, send: Callable[[], Awaitable[None]]) -> None:
 
 async def _restart_infra(private: PrivateInfra, fault: Fault, result: RunResult, step: int) -> None:
     await asyncio.sleep(fault.delay)
-    if fault.kind == "kafka_restart":
-        await private.restart_kafka(fault.duration)
+    if fault.kind in ("kafka_restart", "kafka_kill"):
+        await private.restart_kafka(fault.duration, hard=fault.kind == "kafka_kill")
     else:
-        await private.restart_postgres(fault.duration)
+        await private.restart_postgres(fault.duration, immediate=fault.kind == "pg_crash")
     result.count(fault.kind)
     result.fault_log.append(f"step {step}: {fault.kind}, down {fault.duration:.1f}s")
 
@@ -284,19 +344,38 @@ async def _duplicate(stack: Stack, fault: Fault, result: RunResult, rng: random.
 
 async def collect(stack: Stack, workload: Workload, label: str) -> Snapshot:
     names = list(TOPIC_MESSAGES) + [dlq(t) for t in TOPIC_MESSAGES]
+    stack.missing.clear()
     records = await stack.read_topics(names)
     inv: dict[str, list[dict[str, Any]]] = {}
     cinv: dict[str, list[dict[str, Any]]] = {}
     bal: dict[str, list[dict[str, Any]]] = {}
     ledger: dict[str, Any] = {}
     pays: dict[str, Any] = {}
+    lines: dict[str, list[dict[str, Any]]] = {}
     for c in workload.customers:
         inv[c] = ((await stack.get("invoicing", f"/customers/{c}/invoices")) or {}).get("invoices", [])
         cinv[c] = ((await stack.get("credits", f"/customers/{c}/invoices")) or {}).get("invoices", [])
         bal[c] = ((await stack.get("credits", f"/customers/{c}/balances")) or {}).get("balances", [])
         ledger[c] = await stack.get("credits", f"/customers/{c}/ledger")
         pays[c] = await stack.get("payments", f"/customers/{c}/payments")
-    return Snapshot(label, records, inv, cinv, bal, ledger, pays, await stack.health())
+        for invoice in inv[c]:
+            iid = str(invoice.get("invoice_id"))
+            detail = await stack.get("invoicing", f"/invoices/{quote(iid, safe='')}")
+            lines[iid] = list((detail or {}).get("lines", []))
+    bad_paths = {f"{service} {path}": await stack.status_of(service, path) for service, path in NUL_ROUTES}
+    return Snapshot(
+        label,
+        records,
+        inv,
+        cinv,
+        bal,
+        ledger,
+        pays,
+        await stack.health(),
+        lines,
+        list(stack.missing),
+        bad_paths,
+    )
 
 
 async def replay_credits(

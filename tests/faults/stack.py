@@ -81,6 +81,10 @@ class Stack:
     _offsets: AIOKafkaConsumer | None = None
     _http: httpx.AsyncClient | None = None
     deaths: list[tuple[str, int | None, str]] = field(default_factory=list)
+    failed_restarts: list[str] = field(default_factory=list)  # one line per attempt that failed
+    gave_up: dict[str, str] = field(default_factory=dict)  # service -> log tail: never came back
+    missing: list[str] = field(default_factory=list)  # read-API answers that were not there
+    restart_timeout: float = 240.0
     _paused: set[str] = field(default_factory=set)
     _expected_down: set[str] = field(default_factory=set)
 
@@ -161,16 +165,45 @@ class Stack:
         self._expected_down.add(name)
         self.processes[name].stop(signal.SIGKILL)
 
-    async def restart(self, name: str, **extra_env: str) -> None:
+    async def restart(self, name: str, **extra_env: str) -> bool:
+        """Start `name` again and wait until it is healthy. A start that fails (the service
+        exited, e.g. its database was down during an overlapping fault, or never became
+        healthy) is retried with backoff and counted in `failed_restarts`; after
+        `restart_timeout` seconds the service is given up (`gave_up`, with its log tail) and
+        False is returned. Never raises: a failed restart is a fault, not the end of the run."""
         process = self.processes[name]
         env = {k: v for k, v in process.env.items() if k != "TALLY_FAULT"}
         env.update(extra_env)
         process.env = env
-        process.start()
         self.restarts[name] = self.restarts.get(name, 0) + 1
         self._expected_down.discard(name)
-        if "TALLY_FAULT" not in extra_env:
-            await process.wait_healthy(90)
+        self.gave_up.pop(name, None)
+        if "TALLY_FAULT" in extra_env:  # it is meant to die: the runner notices and restarts it
+            process.start()
+            return True
+        deadline = time.monotonic() + self.restart_timeout
+        backoff = 1.0
+        attempt = 1
+        while True:
+            if process.proc is None or process.proc.poll() is not None:
+                process.start()
+            try:
+                await process.wait_healthy(max(5.0, min(60.0, deadline - time.monotonic())))
+                return True
+            except AssertionError as exc:
+                first_line = str(exc).splitlines()[0][:300]
+                self.failed_restarts.append(f"{name} start attempt {attempt} failed: {first_line}")
+                print(f"  [{self.label}] {name} start attempt {attempt} failed; retrying", flush=True)
+            if time.monotonic() + backoff > deadline:
+                self.processes[name].stop(signal.SIGKILL)
+                self.gave_up[name] = process.tail(20)
+                self._expected_down.add(name)  # not revived by drain: it is reported instead
+                return False
+            with contextlib.suppress(Exception):
+                process.stop(signal.SIGKILL)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+            attempt += 1
 
     def pause(self, name: str) -> None:
         proc = self.processes[name].proc
@@ -198,8 +231,8 @@ class Stack:
 
     # -- publishing --------------------------------------------------------------------
 
-    async def send(self, message: Outgoing) -> None:
-        await self.send_raw(
+    async def send(self, message: Outgoing) -> tuple[int, int]:
+        return await self.send_raw(
             message.topic,
             message.envelope.to_json(),
             message_key(message.envelope).encode(),
@@ -213,11 +246,13 @@ class Stack:
         key: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
-    ) -> None:
+    ) -> tuple[int, int]:
+        """Publish one record; returns where it landed (partition, offset)."""
         assert self._producer is not None
-        await self._producer.send_and_wait(
+        meta = await self._producer.send_and_wait(
             self.prefix + topic, value=value, key=key or b"x", headers=headers or [], partition=partition
         )
+        return meta.partition, meta.offset
 
     # -- idle detection ----------------------------------------------------------------
 
@@ -308,7 +343,7 @@ class Stack:
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             remaining = {tp for tp in tps if ends[tp] > 0}
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 600  # a long run's topics hold hundreds of thousands
             while remaining and time.monotonic() < deadline:
                 batches = await consumer.getmany(timeout_ms=500)
                 for tp, records in batches.items():
@@ -326,25 +361,41 @@ class Stack:
                         )
                     if records and records[-1].offset + 1 >= ends[tp]:
                         remaining.discard(tp)
+            if remaining:  # the checks would see a part only: say so, they will fail
+                self.missing.append(f"topics read incompletely: {sorted(tp.topic for tp in remaining)}")
         finally:
             await consumer.stop()
         return found
 
     async def get(self, service: str, path: str) -> Any:
+        """The JSON answer of a read API, or None. A 404 or no answer at all is recorded in
+        `missing` (a read API that does not know a customer it was told about is not an empty
+        list); the invariants report it."""
         assert self._http is not None
         url = f"http://127.0.0.1:{self.processes[service].port}{path}"
         for attempt in range(5):
             try:
                 response = await self._http.get(url)
                 if response.status_code == 404:
+                    self.missing.append(f"{service} GET {path} answered 404")
                     return None
                 response.raise_for_status()
                 return response.json()
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError) as exc:
                 if attempt == 4:
-                    raise
+                    self.missing.append(f"{service} GET {path} failed: {exc!r}"[:300])
+                    return None
                 await asyncio.sleep(1)
         return None
+
+    async def status_of(self, service: str, path: str) -> int:
+        """The HTTP status a read API answers (0 when it does not answer)."""
+        assert self._http is not None
+        try:
+            response = await self._http.get(f"http://127.0.0.1:{self.processes[service].port}{path}")
+        except httpx.HTTPError:
+            return 0
+        return response.status_code
 
     async def health(self) -> dict[str, int]:
         assert self._http is not None

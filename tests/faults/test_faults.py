@@ -4,18 +4,20 @@ of the whole system under faults (part of `make test`; `make faults SEED=n` runs
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tally_messaging.testing import Infra
+from tally_messaging.testing import Infra, ServiceProcess, free_port
 
 from . import invariants
-from .faults import plan
+from .faults import HOSTILE_KINDS, PROCESS_KINDS, SKIPPED, plan
 from .run import run
-from .runner import RunResult, Snapshot
-from .stack import Record
+from .runner import RunResult, Snapshot, _note_restarts
+from .stack import Record, Stack
 from .workload import generate
 
 
@@ -26,6 +28,46 @@ def test_the_workload_is_a_function_of_the_seed() -> None:
         m.envelope.to_json() for m in one.messages
     ]
     assert set(one.customers.values()) == {"USD", "EUR"}
+
+
+def test_the_workload_sends_the_commands_asked_and_usage_in_proportion() -> None:
+    workload = generate(777, 30, 10_000)
+    commands = sum(1 for m in workload.messages if m.is_command)
+    usage = sum(1 for m in workload.messages if not m.is_command)
+    assert commands >= 10_000
+    assert usage >= 50_000
+    assert abs(usage / commands - 5) < 0.5
+    small = generate(1, 20, 300, usage_per_command=1)
+    assert 250 <= sum(1 for m in small.messages if m.is_command) <= 350
+
+
+def test_the_workload_holds_every_odd_case_with_its_expected_outcome() -> None:
+    workload = generate(7, 10, 150)
+    by_id = {m.id: m for m in workload.messages}
+    cases = {e.case: e for e in workload.expectations}
+    assert {e.outcome for e in workload.expectations} == {
+        "applied",
+        "rejected",
+        "billed",
+        "charges_billed",
+        "bills_everyone",
+    }
+    for e in workload.expectations:
+        assert e.message_id in by_id, e.case
+    prerated = by_id[cases["pre-rated usage 3 x 1.00"].message_id].envelope
+    assert prerated.data.quantity == 3 and prerated.data.amount.amount == Decimal("1.00")
+    assert by_id[cases["global RunBilling"].message_id].envelope.customer_id is None
+    capped = [by_id[e.message_id].envelope for e in workload.expectations if "9 x 10^14" in e.case]
+    assert [c.data.amount.amount for c in capped] == [Decimal("9E+14")] * 2  # each below 10^15, both applied
+    assert [e.outcome for e in workload.expectations if "9 x 10^14" in e.case] == [
+        "applied",
+        "charges_billed",
+    ]
+    [closing] = [e for e in workload.expectations if e.outcome == "charges_billed"]
+    assert closing.line_ids == tuple(f"charge:{c.data.charge_id}" for c in capped)
+    charge = by_id[cases["colliding invoice id (charge side)"].message_id].envelope
+    assert f"inv-{charge.customer_id}-charge-{charge.data.charge_id}" == "inv-cus-7-col-charge-x-2026-11-01"
+    assert "cus-7-col-charge-x" in workload.customers
 
 
 def test_the_fault_schedule_is_a_function_of_the_seed_and_covers_every_kind() -> None:
@@ -43,9 +85,20 @@ def test_the_fault_schedule_is_a_function_of_the_seed_and_covers_every_kind() ->
         "delay_topic",
         "hostile",
         "kafka_restart",
+        "kafka_kill",
         "pg_restart",
+        "pg_crash",
     }
-    assert "kafka_restart" not in plan(workload).planned()
+    assert not set(plan(workload).planned()) & set(SKIPPED)
+    # One step overlaps a service kill with a PostgreSQL crash: the restart meets a dead database.
+    assert any(
+        {f.kind for f in faults} >= {"kill", "pg_crash"} and min(f.delay for f in faults) < 1
+        for faults in a.by_step.values()
+    )
+    # Every hostile kind is in every run's corpus (the short run's too), but excluded ones.
+    assert {h.kind for hs in a.hostile.values() for h in hs} == set(HOSTILE_KINDS)
+    short = plan(workload, exclude_hostile=frozenset({"bad_json"}))
+    assert {h.kind for hs in short.hostile.values() for h in hs} == set(HOSTILE_KINDS) - {"bad_json"}
 
 
 def _event(id_: str, type_: str, cause: str, data: dict[str, Any]) -> Record:
@@ -106,14 +159,18 @@ def test_the_invariants_catch_what_they_are_for() -> None:
             ]
         },
     )
-    assert len(invariants.ledger_balances(broken)) == 2  # unbalanced entry, negative source
+    assert len(invariants.ledger_balances(broken).violations) == 2  # unbalanced entry, negative source
     assert invariants.no_negative_sources(broken)
-    assert any("> total" in v for v in invariants.invoice_amounts(broken))
+    assert any("> total" in v for v in invariants.invoice_amounts(broken).violations)
     a = {"c1": [{"currency": "USD", "promotional": "1.00", "credit_balance": "0"}]}
     b = {"c1": [{"currency": "USD", "promotional": "1", "credit_balance": "0.00"}]}
     assert not invariants.same_balances(a, b, "x")
     assert invariants.same_balances(a, {"c1": []}, "x")
     assert invariants._dec("1.10") == Decimal("1.1")
+
+
+SHORT_RUN_COMMANDS = 300
+SHORT_RUN_USAGE = 2.0  # usage events per command in the short run (5 in `make faults`)
 
 
 @pytest.mark.e2e
@@ -122,6 +179,52 @@ def test_the_invariants_catch_what_they_are_for() -> None:
 async def test_a_short_seeded_fault_run_breaks_no_invariant(infra: Infra) -> None:
     # Every hostile kind and the payment/invoice race are in: both once broke an invariant
     # (an oversized dead letter blocked the outbox; the race changed the credit/payment split).
-    report = await run(seed=1, customers=20, commands=300, infra=infra)
+    report = await run(
+        seed=1, customers=20, commands=SHORT_RUN_COMMANDS, infra=infra, usage_per_command=SHORT_RUN_USAGE
+    )
     print(report.summary())
+    # The minimums: the short run covers every process fault kind (the Kafka and PostgreSQL
+    # restarts need --private-infra: `make faults`), every hostile kind, and every check
+    # looked at something.
+    assert set(report.faulty.injected) >= set(PROCESS_KINDS), report.faulty.injected
+    assert {h.kind for h in report.faulty.hostile} == set(HOSTILE_KINDS)
+    assert all(v.checked > 0 for v in report.results if not v.may_be_empty), report.summary()
     assert report.violations == 0, report.summary()
+
+
+def _flaky_stack(tmp_path: Path, failures: int, timeout: float) -> Stack:
+    port = free_port()
+    env = {
+        **os.environ,
+        "FLAKY_COUNTER": str(tmp_path / "starts"),
+        "FLAKY_FAILURES": str(failures),
+        "TALLY_HTTP_PORT": str(port),
+    }
+    stack = Stack(Infra("127.0.0.1:1", "postgresql://nobody@127.0.0.1:1/x"), "t", services=("payments",))
+    stack.processes["payments"] = ServiceProcess("tests.faults.flaky_service", env, port)
+    stack.restart_timeout = timeout
+    return stack
+
+
+@pytest.mark.timeout(60)
+async def test_a_restart_that_fails_is_retried_and_counted(tmp_path: Path) -> None:
+    stack = _flaky_stack(tmp_path, failures=2, timeout=30)
+    try:
+        assert await stack.restart("payments")
+        assert len(stack.failed_restarts) == 2
+        assert "start attempt 1 failed" in stack.failed_restarts[0]
+        assert not stack.gave_up
+    finally:
+        stack.processes["payments"].stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_service_that_never_comes_back_is_given_up_with_its_log_tail(tmp_path: Path) -> None:
+    stack = _flaky_stack(tmp_path, failures=1000, timeout=4)
+    assert not await stack.restart("payments")
+    assert "ConnectionRefusedError" in stack.gave_up["payments"]
+    assert len(stack.failed_restarts) >= 2
+    result = RunResult("t")
+    _note_restarts(stack, result)
+    assert result.injected["restart_retried"] == len(result.failed_restarts)
+    assert invariants.came_back(result, 1).violations

@@ -2,6 +2,7 @@
 
     tally send GrantCredit -c cus_1 grant_id=g1 kind=promotional source=promo_code \\
         amount='{"amount": "10.00", "currency": "USD"}'
+    tally send ApplyCredits -c cus_1 invoice_id=inv-7 amount.amount=20.00 amount.currency=USD
     tally send -f rules.yaml          # one or many commands from YAML / JSON / JSON lines
     tally usage -c cus_1 --service voice --quantity 12 --unit minute --destination 44
     tally tail credits.events --customer cus_1
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,12 +27,20 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from tally_cli.messages import InputError, build, from_document, load_documents, parse_assignments, topic_for
+from tally_cli.messages import (
+    InputError,
+    build,
+    from_document,
+    load_documents,
+    parse_assignments,
+    topic_for,
+    usage_from_flags,
+)
+from tally_cli.replaying import Replay, choose_replays
 from tally_cli.statement import fetch_statement, render
-from tally_cli.watching import OutcomeWatcher, Seen, dead_letters, tail
-from tally_contracts import Envelope, Money
+from tally_cli.watching import OutcomeWatcher, Seen, TopicsMissing, dead_letters, readable, selected, tail
+from tally_contracts import Envelope
 from tally_contracts.topics import USAGE
-from tally_contracts.usage import UsageRecorded
 from tally_messaging.settings import ServiceSettings
 from tally_messaging.transaction import message_key
 
@@ -78,7 +85,7 @@ async def publish(
         await producer.stop()
 
 
-def _outcome_table(command: Envelope[Any], seen: list[Seen]) -> Table:
+def outcome_table(command: Envelope[Any], seen: list[Seen]) -> Table:
     table = Table(title=f"{command.type} {command.id}", show_lines=False)
     for column in ("topic", "type", "customer", "details"):
         table.add_column(column)
@@ -92,13 +99,20 @@ def _outcome_table(command: Envelope[Any], seen: list[Seen]) -> Table:
     return table
 
 
-def _verdict(seen: list[Seen]) -> tuple[int, str | None]:
+def verdict(seen: list[Seen]) -> tuple[int, str | None]:
+    """The exit code and, when not accepted, the reason: a dead letter or a rejection wins."""
     for item in seen:
         if item.raw is not None:
             return 1, f"dead-lettered: {item.raw.get('error')}"
         if item.envelope is not None and item.envelope.type == "CommandRejected":
             data = item.envelope.data
             return 1, f"rejected ({data.code}): {data.reason}"
+    failed = [
+        i.envelope.data for i in seen if i.envelope is not None and i.envelope.type == "InvoiceCloseFailed"
+    ]
+    if failed:
+        reasons = "; ".join(f"{f.invoice_id} ({f.code}): {f.reason}" for f in failed)
+        return 1, f"partly done, {len(failed)} invoice(s) not closed: {reasons}"
     return (0, None) if seen else (2, "no answer in time: is the stack running? (make up)")
 
 
@@ -121,12 +135,12 @@ async def _send_and_wait(
         for command in commands:
             await publish(bootstrap, prefix, [command])
             seen = await watcher.collect(command, timeout, settle)
-            code, reason = _verdict(seen)
+            code, reason = verdict(seen)
             if as_json:
                 for item in seen:
                     out.print_json(item.envelope.model_dump_json() if item.envelope else json.dumps(item.raw))
             else:
-                out.print(_outcome_table(command, seen))
+                out.print(outcome_table(command, seen))
             if reason:
                 err.print(f"[red]{command.type} {command.id}: {reason}[/red]")
             worst = max(worst, code)
@@ -154,7 +168,10 @@ def send(
         if file is not None:
             commands = [from_document(d, type_name, customer) for d in load_documents(file)]
         elif type_name is not None:
+            topic_for(type_name)  # an event or an unknown type is refused before its fields are checked
             body = json.loads(data) if data else {}
+            if not isinstance(body, dict):
+                raise InputError("--data must be a JSON object")
             body.update(parse_assignments(fields or []))
             commands = [build(type_name, customer, body)]
         else:
@@ -164,9 +181,13 @@ def send(
     except (InputError, ValidationError, json.JSONDecodeError, OSError) as exc:
         err.print(f"[red]cannot send: {exc}[/red]")
         raise typer.Exit(2) from None
-    code = asyncio.run(
-        _send_and_wait(_bootstrap(bootstrap), prefix, commands, wait, timeout, settle, as_json)
-    )
+    try:
+        code = asyncio.run(
+            _send_and_wait(_bootstrap(bootstrap), prefix, commands, wait, timeout, settle, as_json)
+        )
+    except TopicsMissing as exc:
+        err.print(f"[red]cannot wait for the outcome: {exc}[/red]")
+        raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 
@@ -191,17 +212,7 @@ def usage(
         if file is not None:
             events = [from_document(d, "UsageRecorded", customer) for d in load_documents(file)]
         else:
-            if not (customer and service and quantity and unit):
-                raise InputError("--customer, --service, --quantity and --unit are required (or --file)")
-            body = UsageRecorded(
-                service=service,
-                quantity=Decimal(quantity),
-                unit=unit,
-                destination=destination,
-                amount=Money.of(amount, currency or "") if amount else None,
-            )
-            occurred = dt.datetime.fromisoformat(at) if at else None
-            events = [Envelope.new(body, customer_id=customer, occurred_at=occurred)]
+            events = [usage_from_flags(customer, service, quantity, unit, destination, amount, currency, at)]
     except (InputError, ValidationError, ValueError, OSError) as exc:
         err.print(f"[red]cannot publish: {exc}[/red]")
         raise typer.Exit(2) from None
@@ -223,25 +234,36 @@ def tail_topic(
 
     async def run() -> None:
         shown = 0
-        async for partition, offset, value in tail(_bootstrap(bootstrap), prefix + topic, from_beginning):
-            try:
-                doc = json.loads(value)
-            except json.JSONDecodeError:
-                doc = {"raw": value.decode(errors="replace")}
-            if customer and doc.get("customer_id") != customer:
-                continue
-            if type_name and doc.get("type") != type_name:
-                continue
-            out.print(
-                f"[dim]{topic}[{partition}]@{offset}[/dim] [bold]{doc.get('type', 'DeadLetter')}[/bold] {doc.get('customer_id') or ''}"
-            )
-            out.print_json(data=doc.get("data", doc))
-            shown += 1
-            if limit and shown >= limit:
-                return
+        records = tail(_bootstrap(bootstrap), prefix + topic, from_beginning)
+        async with contextlib.aclosing(records):  # stops the consumer when --limit ends the loop
+            async for partition, offset, value in records:
+                doc = readable(value)
+                if not selected(doc, customer, type_name):
+                    continue
+                out.print(
+                    f"[dim]{topic}[{partition}]@{offset}[/dim] [bold]{doc.get('type', 'DeadLetter')}[/bold] {doc.get('customer_id') or ''}"
+                )
+                out.print_json(data=doc.get("data", doc))
+                shown += 1
+                if limit and shown >= limit:
+                    return
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run())
+    except TopicsMissing as exc:
+        err.print(f"[red]cannot tail: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+async def _publish_replays(bootstrap: str, replays: list[Replay]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for replay in replays:
+            await producer.send_and_wait(replay.topic, replay.value, key=replay.key)
+    finally:
+        await producer.stop()
 
 
 @app.command()
@@ -254,35 +276,22 @@ def replay(
     bootstrap: Bootstrap = None,
     prefix: Prefix = "",
 ) -> None:
-    """Re-publish dead letters to their topic once the cause is fixed (duplicates are dropped by the inbox)."""
-
-    async def run() -> int:
-        found = await dead_letters(_bootstrap(bootstrap), prefix + topic)
-        chosen = [d for d in found if contains is None or contains in str(d.get("raw"))]
-        replayable = [d for d in chosen if isinstance(d.get("raw"), str)]
-        for d in chosen:
-            out.print(f"{d.get('topic')}[{d.get('partition')}]@{d.get('offset')} {d.get('error', '')[:200]}")
-        if len(replayable) < len(chosen):
-            err.print(f"{len(chosen) - len(replayable)} dead letter(s) are not text and cannot be replayed")
-        if not yes:
-            out.print(
-                f"{len(replayable)} dead letter(s) would be re-published to {topic}; add --yes to do it"
-            )
-            return 0
-        producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(bootstrap), enable_idempotence=True)
-        await producer.start()
-        try:
-            for d in replayable:
-                key = d.get("key")
-                await producer.send_and_wait(
-                    prefix + topic, d["raw"].encode(), key=key.encode() if isinstance(key, str) else None
-                )
-        finally:
-            await producer.stop()
-        out.print(f"re-published {len(replayable)} dead letter(s) to {topic}")
-        return 0
-
-    raise typer.Exit(asyncio.run(run()))
+    """Re-publish dead letters to the topic they came from once the cause is fixed (duplicates are dropped by the inbox)."""
+    try:
+        found = asyncio.run(dead_letters(_bootstrap(bootstrap), prefix + topic))
+    except TopicsMissing as exc:
+        err.print(f"[red]cannot replay: {exc}[/red]")
+        raise typer.Exit(2) from None
+    replays, refused = choose_replays(found, prefix + topic, contains)
+    for chosen in replays:
+        out.print(f"{chosen.origin} {chosen.error[:200]}")
+    for reason in refused:
+        err.print(reason)
+    if not yes:
+        out.print(f"{len(replays)} dead letter(s) would be re-published to {topic}; add --yes to do it")
+        return
+    asyncio.run(_publish_replays(_bootstrap(bootstrap), replays))
+    out.print(f"re-published {len(replays)} dead letter(s) to {topic}")
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import yaml
 
 from tally_contracts import Envelope, MessageData
 from tally_contracts.topics import TOPIC_MESSAGES
+from tally_contracts.usage import UsageRecorded
 
 
 class InputError(ValueError):
@@ -85,3 +87,45 @@ def from_document(
     if default_type is None:
         raise InputError("a message without `type` needs --type")
     return build(default_type, customer_id, doc)
+
+
+def usage_from_flags(
+    customer: str | None,
+    service: str | None,
+    quantity: str | None,
+    unit: str | None,
+    destination: str | None = None,
+    amount: str | None = None,
+    currency: str | None = None,
+    at: str | None = None,
+) -> Envelope[UsageRecorded]:
+    """One UsageRecorded from `tally usage`'s flags, dated `at` (RFC 3339) or now.
+
+    Bad values raise InputError or pydantic's ValidationError, which names the field.
+    """
+    required = {"--customer": customer, "--service": service, "--quantity": quantity, "--unit": unit}
+    missing = [flag for flag, value in required.items() if not value]
+    if missing:
+        raise InputError(f"{', '.join(missing)} required (or --file)")
+    if amount is not None and not currency:
+        raise InputError("--amount needs --currency")
+    body = UsageRecorded.model_validate(
+        {
+            "service": service,
+            "quantity": quantity,
+            "unit": unit,
+            "destination": destination,
+            "amount": {"amount": amount, "currency": currency} if amount is not None else None,
+        }
+    )
+    return Envelope.new(body, customer_id=customer, occurred_at=_instant(at) if at else None)
+
+
+def _instant(text: str) -> dt.datetime:
+    try:
+        instant = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--at {text!r} is not an RFC 3339 time, e.g. 2026-11-02T09:00:00Z") from None
+    if instant.tzinfo is None:
+        raise InputError(f"--at {text!r} has no time zone; add Z or an offset such as +01:00")
+    return instant

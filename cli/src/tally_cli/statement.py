@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -18,6 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from tally_contracts.currencies import MINOR_UNITS
+from tally_contracts.money import at_minor_unit
 from tally_messaging.settings import DEFAULT_PORTS
 
 
@@ -32,7 +35,7 @@ class Statement:
     invoices: list[dict[str, Any]] = field(default_factory=list)
     """Invoicing's invoices, each with its `lines`, newest last."""
     balances_by_invoice: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Credits' view of each invoice: applied credit and payments, amount due."""
+    """Credits' view of each invoice: applied credit (each application) and payments, amount due."""
     balances: list[dict[str, Any]] = field(default_factory=list)
     payments: dict[str, Any] = field(default_factory=dict)
 
@@ -71,11 +74,26 @@ async def fetch_statement(customer_id: str, client: httpx.AsyncClient | None = N
 
 
 def _money(value: Any, currency: str = "") -> str:
+    """An amount and its currency, at least at the currency's minor unit ("0" → "0.00 USD")."""
     if value is None:
         return "-"
     if isinstance(value, dict):
-        return f"{value.get('amount')} {value.get('currency', '')}".strip()
-    return f"{value} {currency}".strip()
+        value, currency = value.get("amount"), str(value.get("currency", ""))
+    return f"{_at_minor_unit(value, currency)} {currency}".strip()
+
+
+def _at_minor_unit(value: Any, currency: str) -> str:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    if currency not in MINOR_UNITS or not amount.is_finite():
+        return str(value)
+    return format(at_minor_unit(amount, currency), "f")
+
+
+_CREDIT_SOURCES = {"promotional": "promotional credit", "credit_balance": "credit balance"}
+"""Application sources that are credit (a payment is listed under payments applied)."""
 
 
 def render(statement: Statement) -> Group:
@@ -109,6 +127,11 @@ def render(statement: Statement) -> Group:
             )
         if credit_view:
             table.add_row("", "credits applied", "", _money(credit_view.get("credits_applied"), currency))
+            for application in credit_view.get("applications", []):
+                source = _CREDIT_SOURCES.get(application.get("source_type", ""))
+                if source is not None:
+                    text = escape(f"  {source} {application.get('source_id', '')}")
+                    table.add_row("", text, "", _money(application.get("amount"), currency))
             table.add_row("", "payments applied", "", _money(credit_view.get("payments_applied"), currency))
         due = credit_view.get("amount_due", invoice.get("amount_due"))
         table.add_row("", Text("amount due", style="bold"), "", Text(_money(due, currency), style="bold"))
@@ -117,7 +140,10 @@ def render(statement: Statement) -> Group:
     for column in ("currency", "promotional credit", "credit balance"):
         balances.add_column(column, justify="right" if column != "currency" else "left")
     for row in statement.balances:
-        balances.add_row(row["currency"], _money(row.get("promotional")), _money(row.get("credit_balance")))
+        currency = row["currency"]
+        balances.add_row(
+            currency, _money(row.get("promotional"), currency), _money(row.get("credit_balance"), currency)
+        )
     parts.append(balances)
     money = Table(title="Payments, deductions and refunds", title_justify="left")
     for column in ("kind", "id", "invoice", "amount", "status"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tally_contracts import Envelope, parse_message
 from tally_contracts.topics import ALL_TOPICS, dlq
+
+
+class TopicsMissing(RuntimeError):
+    """None of the topics asked for exist: the stack was never started, or the name is wrong."""
 
 
 @dataclass
@@ -30,7 +34,7 @@ async def _assigned(bootstrap: str, topics: list[str], from_beginning: bool) -> 
     tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
     if not tps:
         await consumer.stop()
-        raise RuntimeError(f"none of the topics {topics} exist on {bootstrap}; start the stack first")
+        raise TopicsMissing(f"none of the topics {topics} exist on {bootstrap}; start the stack first")
     consumer.assign(tps)
     if from_beginning:
         await consumer.seek_to_beginning(*tps)
@@ -70,16 +74,18 @@ class OutcomeWatcher:
             for tp, records in batches.items():
                 topic = tp.topic.removeprefix(self.prefix)
                 for r in records:
-                    item = _match(topic, r.value or b"", correlation, str(command.id))
+                    item = correlated(topic, r.value or b"", correlation, str(command.id))
                     if item is not None:
                         seen.append(item)
                         last = time.monotonic()
         return seen
 
 
-def _match(topic: str, value: bytes, correlation: str, command_id: str) -> Seen | None:
+def correlated(topic: str, value: bytes, correlation: str, command_id: str) -> Seen | None:
+    """The record as part of a command's outcome: an event with its correlation id, or a
+    dead letter whose raw value holds the command's id; None when it is neither."""
     if topic.endswith(".dlq"):
-        dead = json.loads(value)
+        dead = readable(value)
         return Seen(topic, None, dead) if command_id in str(dead.get("raw")) else None
     try:
         envelope = parse_message(value)
@@ -88,7 +94,25 @@ def _match(topic: str, value: bytes, correlation: str, command_id: str) -> Seen 
     return Seen(topic, envelope, None) if envelope.correlation_id == correlation else None
 
 
-async def tail(bootstrap: str, topic: str, from_beginning: bool) -> AsyncIterator[tuple[int, int, bytes]]:
+def readable(value: bytes) -> dict[str, Any]:
+    """A record's value as a JSON object; a value that is not one is kept under `raw`."""
+    try:
+        doc = json.loads(value)
+    except ValueError:  # not JSON, or not UTF-8
+        return {"raw": value.decode(errors="replace")}
+    return doc if isinstance(doc, dict) else {"raw": doc}
+
+
+def selected(doc: dict[str, Any], customer: str | None, type_name: str | None) -> bool:
+    """Whether `tally tail --customer/--type` shows this message (a dead letter has no type)."""
+    if customer is not None and doc.get("customer_id") != customer:
+        return False
+    return type_name is None or doc.get("type", "DeadLetter") == type_name
+
+
+async def tail(
+    bootstrap: str, topic: str, from_beginning: bool
+) -> AsyncGenerator[tuple[int, int, bytes], None]:
     consumer = await _assigned(bootstrap, [topic], from_beginning)
     try:
         while True:
@@ -104,6 +128,15 @@ async def sleep_forever() -> None:
     await asyncio.Event().wait()
 
 
+def _as_dead_letter(value: bytes) -> dict[str, Any]:
+    """A DLQ record; one that is not a JSON object has no `raw`, so it is never replayed."""
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        doc = None
+    return doc if isinstance(doc, dict) else {"error": "not a dead letter: the record is not a JSON object"}
+
+
 async def dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every dead letter on `topic`'s DLQ now (read from the oldest to the current end)."""
     consumer = await _assigned(bootstrap, [dlq(topic)], from_beginning=True)
@@ -113,7 +146,7 @@ async def dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                found.extend(json.loads(r.value or b"{}") for r in records)
+                found.extend(_as_dead_letter(r.value or b"") for r in records)
         return found
     finally:
         await consumer.stop()

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from tally_contracts import (
     Command,
+    CommandCompleted,
     CommandRejected,
     Envelope,
     Line,
@@ -39,7 +40,10 @@ from tally_contracts import invoicing as inv
 from tally_contracts import payments as pay
 from tally_contracts import rules as ru
 from tally_contracts import usage as us
+from tally_contracts.dates import EARLIEST_BUSINESS_DATE, LATEST_BUSINESS_DATE
 from tally_contracts.envelope import MAX_MESSAGE_BYTES
+from tally_contracts.identifiers import MAX_ID_LENGTH
+from tally_contracts.money import MAX_ABS_AMOUNT
 
 GOLDEN = Path(__file__).parent / "golden"
 FIXED_AT = dt.datetime(2026, 11, 3, 9, 15, tzinfo=dt.UTC)
@@ -157,6 +161,12 @@ EXAMPLES: dict[str, MessageData] = {
         ),
         inv.InvoiceVoided(invoice_id="inv-1", reason="Billed twice"),
         inv.InvoiceStatusChanged(invoice_id="inv-1", status="posted"),
+        inv.InvoiceCloseFailed(
+            invoice_id="inv-5",
+            code="total_over_cap",
+            reason="subtotal: this would bring the invoice to 1000000000000000000.00 USD, not below the cap",
+            as_of=dt.date(2026, 12, 1),
+        ),
         inv.PriceListChanged(price_list_id="default", prices=2),
         inv.SubscriptionCreated(
             subscription_id="sub-1", name="Basic plan", fee=usd("20.00"), starts_on=dt.date(2026, 11, 1)
@@ -191,10 +201,12 @@ EXAMPLES: dict[str, MessageData] = {
             reason="WELCOME10",
             expires_at=dt.date(2027, 1, 31),
             apply_to_existing=False,
+            priority=10,
+            scope=cr.CreditScope(line_kind="usage", service="voice"),
         ),
         cr.DeleteCreditEntry(grant_id="grant-1"),
         cr.ChangeCreditCurrency(grant_id="grant-1", currency="EUR", rate=Decimal("0.92")),
-        cr.ApplyCredits(),
+        cr.ApplyCredits(invoice_id="inv-1", amount=usd("20.00")),
         cr.ExpireCredits(as_of=dt.date(2027, 2, 1)),
         cr.CreditGranted(
             grant_id="grant-1",
@@ -203,6 +215,8 @@ EXAMPLES: dict[str, MessageData] = {
             source="promo_code",
             reason="WELCOME10",
             expires_at=dt.date(2027, 1, 31),
+            priority=10,
+            scope=cr.CreditScope(line_kind="usage", service="voice"),
         ),
         cr.CreditApplied(
             application_id="app-1",
@@ -283,6 +297,11 @@ EXAMPLES: dict[str, MessageData] = {
             command_type="VoidInvoice",
             code="unknown_invoice",
             reason="Invoice inv-9 does not exist for this customer; check the invoice id.",
+        ),
+        CommandCompleted(
+            command_id="0b8f6f3e-6c1a-4d8e-9a51-3f0f4a1f8c10",
+            command_type="ExpireCredits",
+            outcome="nothing_to_do",
         ),
     ]
 }
@@ -628,7 +647,10 @@ def test_every_topic_is_usage_commands_or_events() -> None:
     assert set(topics.TOPIC_MESSAGES) == {topics.USAGE} | EVENT_TOPICS | COMMAND_TOPICS
 
 
-@pytest.mark.parametrize("type_name", [t for t in TYPES if t != "CommandRejected"])
+ANSWERS_ON_EVERY_EVENTS_TOPIC = {"CommandRejected", "CommandCompleted"}
+
+
+@pytest.mark.parametrize("type_name", [t for t in TYPES if t not in ANSWERS_ON_EVERY_EVENTS_TOPIC])
 def test_every_message_belongs_to_exactly_one_topic_of_its_kind(type_name: str) -> None:
     found = _topics_of(type_name)
 
@@ -637,8 +659,9 @@ def test_every_message_belongs_to_exactly_one_topic_of_its_kind(type_name: str) 
     assert found <= expected
 
 
-def test_command_rejected_is_on_every_events_topic_and_no_other() -> None:
-    assert _topics_of("CommandRejected") == EVENT_TOPICS
+@pytest.mark.parametrize("type_name", sorted(ANSWERS_ON_EVERY_EVENTS_TOPIC))
+def test_command_answers_are_on_every_events_topic_and_no_other(type_name: str) -> None:
+    assert _topics_of(type_name) == EVENT_TOPICS
 
 
 def test_topics_name_only_registered_message_types() -> None:
@@ -701,3 +724,244 @@ def test_every_model_is_frozen_and_forbids_extra_fields(model: type[BaseModel]) 
 
 if __name__ == "__main__":
     write_golden()
+
+
+# -- limits on every id and every date (issue 13) -------------------------------------
+
+
+def _id_fields() -> list[tuple[str, str]]:
+    """(type, field) for every top-level `*_id` field the examples fill with a string."""
+    return [
+        (type_name, name)
+        for type_name in TYPES
+        for name, value in EXAMPLES[type_name].model_dump(mode="json").items()
+        if name.endswith("_id") and name != "command_id" and isinstance(value, str)
+    ] + [("InvoiceCreated", "regenerated_from")]
+
+
+def _command_date_fields() -> list[tuple[str, str]]:
+    """(type, field) for every date field of a command."""
+    return [
+        (type_name, name)
+        for type_name in TYPES
+        if EXAMPLES[type_name].is_command
+        for name, value in EXAMPLES[type_name].model_dump().items()
+        if isinstance(value, dt.date)
+    ]
+
+
+WINDOW_MESSAGES = {
+    "Input should be greater than or equal to 2000-01-01",
+    "Input should be less than or equal to 2099-12-31",
+}
+INSTANT_WINDOW_MESSAGES = {
+    "Input should be greater than or equal to 2000-01-01T00:00:00Z",
+    "Input should be less than 2100-01-01T00:00:00Z",
+}
+ID_FIELDS = _id_fields()
+COMMAND_DATE_FIELDS = _command_date_fields()
+
+
+def with_field(type_name: str, field: str, value: Any) -> dict[str, Any]:
+    return wire(type_name, data={**EXAMPLES[type_name].model_dump(mode="json"), field: value})
+
+
+def test_the_limits_reach_the_fields_they_are_about() -> None:
+    assert ("RecordOfflinePayment", "invoice_id") in ID_FIELDS
+    assert ("GrantCredit", "grant_id") in ID_FIELDS
+    assert ("CreditApplied", "application_id") in ID_FIELDS
+    assert {t for t, _ in COMMAND_DATE_FIELDS} >= {
+        "CreateSubscription",
+        "CancelSubscription",
+        "RunBilling",
+        "GrantCredit",
+        "ExpireCredits",
+        "RecordOfflinePayment",
+    }
+
+
+@pytest.mark.parametrize(("type_name", "field"), ID_FIELDS)
+def test_an_id_of_the_longest_length_is_accepted(type_name: str, field: str) -> None:
+    parsed = parse_message(json.dumps(with_field(type_name, field, "i" * MAX_ID_LENGTH)))
+
+    assert getattr(parsed.data, field) == "i" * MAX_ID_LENGTH
+
+
+@pytest.mark.parametrize(("type_name", "field"), ID_FIELDS)
+def test_an_id_over_the_longest_length_is_refused_naming_the_field(type_name: str, field: str) -> None:
+    error = parse_error(with_field(type_name, field, "i" * (MAX_ID_LENGTH + 1)))
+
+    assert error.errors()[0]["loc"] == ("data", field)
+    assert f"at most {MAX_ID_LENGTH} characters" in error.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize(("type_name", "field"), ID_FIELDS)
+@pytest.mark.parametrize("control", ["\x00", "\x01", "\n", "\x1b", "\x7f", "\x85"])
+def test_an_id_with_a_control_character_is_refused_naming_the_field(
+    type_name: str, field: str, control: str
+) -> None:
+    error = parse_error(with_field(type_name, field, f"id{control}1"))
+
+    assert any(e["loc"] == ("data", field) or field in e["msg"] for e in error.errors())
+
+
+@pytest.mark.parametrize("customer_id", ["", "c" * (MAX_ID_LENGTH + 1), "cus\x00", "cus\t42"])
+def test_the_envelope_customer_id_is_an_id(customer_id: str) -> None:
+    error = parse_error(wire("ApplyCredits", customer_id=customer_id))
+
+    assert error.errors()[0]["loc"] == ("customer_id",)
+
+
+@pytest.mark.parametrize("field", ["correlation_id", "causation_id"])
+def test_correlation_and_causation_ids_are_ids(field: str) -> None:
+    error = parse_error(wire("ApplyCredits", **{field: "x\x00"}))
+
+    assert error.errors()[0]["loc"] == (field,)
+
+
+@pytest.mark.parametrize(("type_name", "field"), COMMAND_DATE_FIELDS)
+@pytest.mark.parametrize("day", ["9999-12-15", "2999-06-01", "0001-01-01", "1999-12-31", "2100-01-01"])
+def test_a_command_date_outside_the_business_window_is_refused_naming_the_field(
+    type_name: str, field: str, day: str
+) -> None:
+    error = parse_error(with_field(type_name, field, day))
+
+    assert error.errors()[0]["loc"] == ("data", field)
+    assert error.errors()[0]["msg"] in WINDOW_MESSAGES
+
+
+@pytest.mark.parametrize(("type_name", "field"), COMMAND_DATE_FIELDS)
+@pytest.mark.parametrize("day", [EARLIEST_BUSINESS_DATE, LATEST_BUSINESS_DATE])
+def test_the_ends_of_the_business_window_are_accepted(type_name: str, field: str, day: dt.date) -> None:
+    parsed = parse_message(json.dumps(with_field(type_name, field, day.isoformat())))
+
+    assert getattr(parsed.data, field) == day
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    ["9999-12-31T23:59:59Z", "2999-06-01T00:00:00Z", "0001-01-01T00:00:00Z", "0001-01-01T00:30:00+01:00",
+     "9999-12-31T23:30:00-01:00", "1999-12-31T23:59:59Z", "2100-01-01T00:00:00Z"],
+)  # fmt: skip
+def test_an_occurred_at_outside_the_business_window_is_refused(occurred_at: str) -> None:
+    error = parse_error(wire("UsageRecorded", occurred_at=occurred_at))
+
+    assert error.errors()[0]["loc"] == ("occurred_at",)
+    assert error.errors()[0]["msg"] in INSTANT_WINDOW_MESSAGES
+
+
+def test_an_occurred_at_is_judged_by_its_utc_date() -> None:
+    parsed = parse_message(json.dumps(wire("UsageRecorded", occurred_at="2100-01-01T00:30:00+01:00")))
+
+    assert parsed.occurred_at.astimezone(dt.UTC).date() == LATEST_BUSINESS_DATE
+
+
+@pytest.mark.parametrize(
+    ("type_name", "field"),
+    [("GrantCredit", "reason"), ("VoidInvoice", "reason"), ("RecordOfflinePayment", "reference"),
+     ("UsageRecorded", "service"), ("AddCharge", "description")],
+)  # fmt: skip
+def test_nul_in_free_text_is_refused_naming_the_field(type_name: str, field: str) -> None:
+    error = parse_error(with_field(type_name, field, "a\x00b"))
+
+    assert error.errors()[0]["loc"] == ("data", field)
+    assert error.errors()[0]["msg"] == "must not contain the NUL character"
+
+
+def test_nul_deep_in_a_body_is_refused_naming_where() -> None:
+    document = wire("PutPriceList")
+    document["data"]["prices"][1]["destination_prefix"] = "4\x004"
+
+    error = parse_error(document)
+
+    assert error.errors()[0]["loc"] == ("data", "prices", 1, "destination_prefix")
+    assert "data.prices.1.destination_prefix" in str(error)
+
+
+def test_nul_in_a_key_is_refused() -> None:
+    document = wire("PutRuleSet")
+    document["data"]["destination_groups"]["eu\x00"] = ["44"]
+
+    assert parse_error(document).errors()[0]["loc"] == ("data", "destination_groups", "eu\x00")
+
+
+def test_an_escaped_backslash_before_u0000_is_not_nul() -> None:
+    parsed = parse_message(json.dumps(with_field("VoidInvoice", "reason", "see C:\\u0000")))
+
+    assert parsed.data.reason == "see C:\\u0000"
+
+
+def test_free_text_may_hold_newlines_and_tabs() -> None:
+    parsed = parse_message(json.dumps(with_field("VoidInvoice", "reason", "Billed twice:\n\tsee ticket 12")))
+
+    assert parsed.data.reason == "Billed twice:\n\tsee ticket 12"
+
+
+@pytest.mark.parametrize(
+    ("type_name", "field"),
+    [("GrantCredit", "amount"), ("RecordOfflinePayment", "amount"), ("DeductPromotionalCredits", "amount"),
+     ("RefundCreditBalance", "amount"), ("AddCharge", "amount"), ("CreateSubscription", "fee"),
+     ("UsageRecorded", "amount")],
+)  # fmt: skip
+@pytest.mark.parametrize("amount", ["1000000000000000", "-1000000000000000.00", "999999999999999999"])
+def test_a_single_amount_is_below_the_amount_cap_naming_the_field(
+    type_name: str, field: str, amount: str
+) -> None:
+    error = parse_error(with_field(type_name, field, {"amount": amount, "currency": "USD"}))
+
+    assert error.errors()[0]["loc"] == ("data", field)
+    assert f"smaller than {MAX_ABS_AMOUNT:,}" in error.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("type_name", "field"),
+    [("InvoiceFinalized", "total"), ("InvoiceClosed", "subtotal"), ("CreditBalanceChanged", "balance_available"),
+     ("InvoiceBalanceChanged", "amount_due"), ("CreditApplied", "amount"), ("NegativeInvoiceTransferred", "amount")],
+)  # fmt: skip
+def test_a_sum_may_pass_the_amount_cap_up_to_the_total_cap(type_name: str, field: str) -> None:
+    accepted = parse_message(
+        json.dumps(with_field(type_name, field, {"amount": "1800000000000000.00", "currency": "USD"}))
+    )
+    refused = parse_error(with_field(type_name, field, {"amount": "1000000000000000000", "currency": "USD"}))
+
+    assert getattr(accepted.data, field) == Money.of("1800000000000000", "USD")
+    assert refused.errors()[0]["loc"] == ("data", field, "amount")
+
+
+@pytest.mark.parametrize("amount", ["-0.01", "-1000"])
+def test_a_negative_pre_rated_usage_amount_is_refused(amount: str) -> None:
+    error = parse_error(with_field("UsageRecorded", "amount", {"amount": amount, "currency": "USD"}))
+
+    assert error.errors()[0]["loc"] == ("data", "amount")
+    assert "must not be negative" in error.errors()[0]["msg"]
+
+
+def test_a_zero_pre_rated_usage_amount_is_accepted() -> None:
+    parsed = parse_message(
+        json.dumps(with_field("UsageRecorded", "amount", {"amount": "0", "currency": "JPY"}))
+    )
+
+    assert parsed.data.amount == Money.zero("JPY")
+
+
+@pytest.mark.parametrize(
+    ("type_name", "field", "longest"),
+    [("RecordOfflinePayment", "reference", 200), ("RefundCreditBalance", "reference", 200),
+     ("ReversePayment", "reason", 500), ("DeductPromotionalCredits", "reason", 500)],
+)  # fmt: skip
+def test_free_text_of_payments_commands_has_a_longest_length(
+    type_name: str, field: str, longest: int
+) -> None:
+    accepted = parse_message(json.dumps(with_field(type_name, field, "r" * longest)))
+    refused = parse_error(with_field(type_name, field, "r" * (longest + 1)))
+
+    assert getattr(accepted.data, field) == "r" * longest
+    assert refused.errors()[0]["loc"] == ("data", field)
+
+
+@pytest.mark.parametrize(("field", "longest"), [("service", 100), ("unit", 50), ("destination_prefix", 30)])
+def test_a_price_is_as_long_as_the_usage_it_rates(field: str, longest: int) -> None:
+    document = wire("PutPriceList")
+    document["data"]["prices"][0][field] = "4" * (longest + 1)
+
+    assert parse_error(document).errors()[0]["loc"] == ("data", "prices", 0, field)

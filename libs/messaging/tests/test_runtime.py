@@ -191,20 +191,21 @@ async def test_usage_batch_is_one_transaction_and_duplicates_count_once(
         Envelope.new(UsageRecorded(service="voice", quantity=Decimal(1), unit="minute"), customer_id=customer)
         for _ in range(50)
     ]
-    for message in [*usages, *usages[:10]]:
+    marker = Envelope.new(
+        UsageRecorded(service="voice", quantity=Decimal(1), unit="minute"), customer_id=customer
+    )
+    for message in [*usages, *usages[:10], marker]:
         await kafka.send(topics.USAGE, message)
 
     conn = await asyncpg.connect(running_probe.database_url)
     try:
-        ids = [u.id for u in usages]
-        for _ in range(150):
-            count = await conn.fetchval("select count(*) from probe_usage where message_id = any($1)", ids)
-            if count >= 50:
+        for _ in range(300):  # the marker comes last on the same key: once it landed, all did
+            if await conn.fetchval("select count(*) from probe_usage where message_id = $1", marker.id):
                 break
             await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)  # give a wrong second application time to show
         rows = await conn.fetch(
-            "select message_id, batch_size from probe_usage where message_id = any($1)", ids
+            "select message_id, batch_size from probe_usage where message_id = any($1)",
+            [u.id for u in usages],
         )
     finally:
         await conn.close()
@@ -267,15 +268,20 @@ async def test_inbox_claim_returns_exactly_the_ids_not_seen_before(new_database:
     try:
         await apply_migrations(conn, "tally_messaging", "sql")
         old, new, twice = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        assert await claim_inbox(conn, "c1", [old]) == {old}
+        body, other = b"a" * 32, b"b" * 32
+        first = await claim_inbox(conn, "c1", [(old, body)])
 
-        fresh = await claim_inbox(conn, "c1", [old, new, twice, twice])
-        again = await claim_inbox(conn, "c1", [old, new, twice])
-        other_consumer = await claim_inbox(conn, "c2", [old])
+        fresh = await claim_inbox(conn, "c1", [(old, body), (new, body), (twice, body), (twice, other)])
+        again = await claim_inbox(conn, "c1", [(old, other), (new, body), (twice, None)])
+        other_consumer = await claim_inbox(conn, "c2", [(old, other)])
         rows = await conn.fetchval("select count(*) from tally_inbox where consumer = 'c1'")
     finally:
         await conn.close()
-    assert fresh == {new, twice}
-    assert again == set()
-    assert other_consumer == {old}
+    assert first.fresh == {old}
+    assert fresh.fresh == {new, twice}
+    assert fresh.reused(old, body) is False  # redelivered: same body
+    assert again.fresh == set()
+    assert again.reused(old, other) is True  # the same id with another body
+    assert again.reused(twice, None) is False  # no digest to compare: a duplicate
+    assert other_consumer.fresh == {old}
     assert rows == 3

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
 
 from credits import domain
-from credits.domain import Cause, CreditsError, CustomerLedger, Outcome
+from credits.domain import Cause, CreditsError, CustomerLedger, Outcome, PromotionalGrant
 from credits.ledger import LedgerEntry, Posting, UnbalancedEntry, account_balances
-from tally_contracts import MessageData, Money
+from tally_contracts import Line, MessageData, Money
 from tally_contracts.credits import (
     ApplyCredits,
     ChangeCreditCurrency,
@@ -72,6 +73,8 @@ class Customer:
         kind: str = "promotional",
         expires_at: dt.date | None = None,
         apply_to_existing: bool = True,
+        priority: int | None = None,
+        scope: dict[str, str] | None = None,
     ) -> Outcome:
         command = GrantCredit.model_validate(
             {
@@ -81,6 +84,8 @@ class Customer:
                 "source": "promo_code" if kind == "promotional" else "manual",
                 "expires_at": expires_at,
                 "apply_to_existing": apply_to_existing,
+                "priority": priority,
+                "scope": scope,
             }
         )
         return self.run(domain.grant_credit, command)
@@ -126,6 +131,9 @@ class Customer:
 
     def apply(self) -> Outcome:
         return self.run(domain.apply_credits, ApplyCredits())
+
+    def apply_to(self, invoice_id: str | None, amount: Money | None = None) -> Outcome:
+        return self.run(domain.apply_credits, ApplyCredits(invoice_id=invoice_id, amount=amount))
 
     def delete(self, grant_id: str) -> Outcome:
         return self.run(domain.delete_credit_entry, DeleteCreditEntry(grant_id=grant_id))
@@ -230,6 +238,238 @@ def test_grant_not_applied_to_existing_invoices_waits_for_apply_credits(customer
 
 
 # -- credit balance (seeds 001, 002) ------------------------------------------------------
+
+
+# -- priority and scope -----------------------------------------------------------------
+
+
+def voice_and_subscription(invoice_id: str, day: dt.date) -> InvoiceFinalized:
+    return InvoiceFinalized(
+        invoice_id=invoice_id,
+        currency="USD",
+        issued_on=day,
+        lines=[
+            Line(line_id="sub:basic", kind="subscription", description="Basic", amount=usd("20.00")),
+            Line(
+                line_id="usage:voice",
+                kind="usage",
+                description="Voice",
+                amount=usd("12.50"),
+                service="voice",
+            ),
+            Line(line_id="usage:sms", kind="usage", description="SMS", amount=usd("3.00"), service="sms"),
+            Line(
+                line_id="rule:tax",
+                kind="adjustment",
+                description="Tax",
+                amount=usd("4.50"),
+                service="voice",
+            ),
+        ],
+        total=usd("40.00"),
+        rule_set_id=None,
+        rule_set_version=None,
+    )
+
+
+def test_a_voice_only_grant_pays_voice_usage_and_leaves_the_subscription_unpaid(customer: Customer) -> None:
+    customer.grant("promo-voice", usd("50.00"), scope={"service": "voice"})
+
+    customer.run(domain.finalize_invoice, voice_and_subscription("inv-1", customer.day))
+
+    [applied] = customer.published(CreditApplied)
+    assert (applied.source_id, applied.amount) == ("promo-voice", usd("12.50"))  # not the voice tax line
+    assert customer.due("inv-1") == usd("27.50")
+    assert customer.state.promotional_available("USD") == usd("37.50")
+
+
+def test_a_usage_grant_pays_every_usage_line_in_line_order(customer: Customer) -> None:
+    customer.grant("promo-usage", usd("14.00"), scope={"line_kind": "usage"})
+
+    customer.run(domain.finalize_invoice, voice_and_subscription("inv-1", customer.day))
+
+    [application] = customer.state.applications
+    assert [(p.line_id, p.amount) for p in application.lines] == [
+        ("usage:voice", usd("12.50")),
+        ("usage:sms", usd("1.50")),
+    ]
+
+
+def test_two_scoped_grants_never_pay_one_line_twice(customer: Customer) -> None:
+    customer.grant("promo-voice", usd("10.00"), scope={"service": "voice"}, priority=1)
+    customer.grant("promo-usage", usd("50.00"), scope={"line_kind": "usage"}, priority=2)
+
+    customer.run(domain.finalize_invoice, voice_and_subscription("inv-1", customer.day))
+
+    assert [(a.source_id, a.amount) for a in customer.published(CreditApplied)] == [
+        ("promo-voice", usd("10.00")),
+        ("promo-usage", usd("5.50")),  # 2.50 left of voice, then 3.00 of SMS
+    ]
+
+
+def test_a_scoped_grant_pays_no_more_than_the_invoice_still_owes(customer: Customer) -> None:
+    customer.run(domain.finalize_invoice, voice_and_subscription("inv-1", customer.day))
+    customer.pay("p-1", usd("35.00"), "inv-1")
+
+    customer.grant("promo-voice", usd("50.00"), scope={"service": "voice"})
+
+    assert customer.due("inv-1") == usd("0.00")
+    assert customer.state.promotional_available("USD") == usd("45.00")
+
+
+def test_grants_burn_by_priority_then_nearest_expiry_then_oldest(customer: Customer) -> None:
+    customer.grant("late-p2", usd("10.00"), priority=2, expires_at=dt.date(2026, 12, 31))
+    customer.grant("never-p1", usd("10.00"), priority=1)
+    customer.grant("soon-none", usd("10.00"), expires_at=dt.date(2026, 11, 5))
+    customer.grant("soon-p2", usd("10.00"), priority=2, expires_at=dt.date(2026, 11, 30))
+    customer.grant("old-p2", usd("10.00"), priority=2, expires_at=dt.date(2026, 11, 30))
+    customer.grant("m-1", usd("10.00"), kind="manual")
+
+    customer.finalize("inv-1", usd("55.00"))
+
+    assert [(a.source_id, a.amount) for a in customer.published(CreditApplied)] == [
+        ("never-p1", usd("10.00")),
+        ("soon-p2", usd("10.00")),
+        ("old-p2", usd("10.00")),
+        ("late-p2", usd("10.00")),
+        ("soon-none", usd("10.00")),  # no priority: spent as 50
+        ("manual:m-1", usd("5.00")),  # credit balance after every promotional grant
+    ]
+
+
+def test_a_manual_entry_with_a_priority_or_scope_is_refused(customer: Customer) -> None:
+    with pytest.raises(CreditsError) as raised:
+        customer.grant("m-1", usd("10.00"), kind="manual", priority=3)
+
+    assert raised.value.code == "manual_entry_has_no_priority_or_scope"
+
+
+def test_the_same_grant_with_another_priority_is_a_conflict(customer: Customer) -> None:
+    customer.grant("promo-1", usd("10.00"), priority=3)
+
+    with pytest.raises(CreditsError) as raised:
+        customer.grant("promo-1", usd("10.00"), priority=4)
+
+    assert raised.value.code == "grant_conflict"
+
+
+def test_a_granted_event_carries_priority_and_scope(customer: Customer) -> None:
+    customer.grant("promo-voice", usd("10.00"), scope={"service": "voice"}, priority=5)
+
+    [granted] = customer.published(CreditGranted)
+    assert granted.priority == 5 and granted.scope is not None and granted.scope.service == "voice"
+
+
+# -- ApplyCredits to an invoice of the customer's choosing ---------------------------------
+
+
+def held_credit_beside_two_invoices(customer: Customer) -> None:
+    customer.finalize("inv-1", usd("40.00"))
+    customer.finalize("inv-2", usd("30.00"))
+    customer.grant("m-1", usd("50.00"), kind="manual", apply_to_existing=False)
+
+
+def test_apply_credits_pays_part_of_the_chosen_invoice(customer: Customer) -> None:
+    held_credit_beside_two_invoices(customer)
+
+    customer.apply_to("inv-2", usd("20.00"))
+
+    [applied] = customer.published(CreditApplied)
+    assert (applied.invoice_id, applied.source_id, applied.amount) == ("inv-2", "manual:m-1", usd("20.00"))
+    assert (customer.due("inv-1"), customer.due("inv-2")) == (usd("40.00"), usd("10.00"))
+    assert customer.state.balance_available("USD") == usd("30.00")
+
+
+def test_apply_credits_without_an_amount_pays_as_much_of_the_chosen_invoice_as_it_can(
+    customer: Customer,
+) -> None:
+    held_credit_beside_two_invoices(customer)
+
+    customer.apply_to("inv-2")
+
+    assert (customer.due("inv-1"), customer.due("inv-2")) == (usd("40.00"), usd("0.00"))
+    assert customer.status("inv-2") == "paid"
+    assert customer.state.balance_available("USD") == usd("20.00")  # held for inv-1 still
+
+
+def test_apply_credits_to_an_invoice_spends_promotional_credit_first(customer: Customer) -> None:
+    customer.finalize("inv-1", usd("40.00"))
+    customer.grant("m-1", usd("50.00"), kind="manual", apply_to_existing=False)
+    customer.grant("promo-1", usd("15.00"), apply_to_existing=False)
+
+    customer.apply_to("inv-1", usd("25.00"))
+
+    assert [(a.source_id, a.amount) for a in customer.published(CreditApplied)] == [
+        ("promo-1", usd("15.00")),
+        ("manual:m-1", usd("10.00")),
+    ]
+
+
+def test_apply_credits_to_an_invoice_keeps_a_grant_to_its_scope(customer: Customer) -> None:
+    customer.run(domain.finalize_invoice, voice_and_subscription("inv-1", customer.day))
+    customer.grant("promo-voice", usd("50.00"), scope={"service": "voice"}, apply_to_existing=False)
+    assert customer.due("inv-1") == usd("40.00")  # held
+
+    customer.apply_to("inv-1")
+
+    [applied] = customer.published(CreditApplied)
+    assert (applied.source_id, applied.amount) == ("promo-voice", usd("12.50"))
+    with pytest.raises(CreditsError) as raised:
+        customer.apply_to("inv-1", usd("1.00"))  # only out-of-scope lines are left
+    assert raised.value.code == "amount_over_available"
+
+
+@pytest.mark.parametrize(
+    ("invoice_id", "amount", "code", "named"),
+    [
+        ("inv-nope", None, "unknown_invoice", "inv-nope"),
+        ("inv-paid", None, "invoice_paid", "inv-paid"),
+        ("inv-void", None, "invoice_voided", "inv-void"),
+        ("inv-1", Money.of("5.00", "EUR"), "currency_mismatch", "USD"),
+        ("inv-1", usd("40.01"), "amount_over_due", "40.00"),
+        ("inv-1", usd("30.01"), "amount_over_available", "30.00"),
+        ("inv-1", usd("0.00"), "amount_not_positive", "0.00"),
+        (None, usd("5.00"), "invoice_id_missing", "invoice_id"),
+    ],
+)
+def test_apply_credits_to_an_invoice_it_cannot_pay_is_refused_with_the_reason(
+    customer: Customer, invoice_id: str | None, amount: Money | None, code: str, named: str
+) -> None:
+    customer.finalize("inv-paid", usd("10.00"))
+    customer.pay("p-1", usd("10.00"), "inv-paid")
+    customer.finalize("inv-void", usd("10.00"))
+    customer.void("inv-void")
+    customer.finalize("inv-1", usd("40.00"))
+    customer.grant("m-1", usd("30.00"), kind="manual", apply_to_existing=False)
+    before = customer.state
+
+    with pytest.raises(CreditsError) as raised:
+        customer.apply_to(invoice_id, amount)
+
+    assert raised.value.code == code and named in raised.value.reason
+    assert customer.state == before
+
+
+def test_apply_credits_to_an_invoice_with_credit_only_in_another_currency_is_refused(
+    customer: Customer,
+) -> None:
+    customer.finalize("inv-1", usd("40.00"))
+    customer.grant("promo-eur", Money.of("30.00", "EUR"))
+
+    with pytest.raises(CreditsError) as raised:
+        customer.apply_to("inv-1")
+
+    assert raised.value.code == "currency_mismatch"
+    assert "EUR" in raised.value.reason and "ChangeCreditCurrency" in raised.value.reason
+
+
+def test_apply_credits_to_an_invoice_with_no_credit_at_all_is_refused(customer: Customer) -> None:
+    customer.finalize("inv-1", usd("40.00"))
+
+    with pytest.raises(CreditsError) as raised:
+        customer.apply_to("inv-1")
+
+    assert raised.value.code == "no_credit_available"
 
 
 def test_overpayment_becomes_credit_balance_and_pays_the_next_invoice(customer: Customer) -> None:
@@ -535,6 +775,49 @@ def test_credit_past_its_last_day_is_not_applied(customer: Customer) -> None:
     assert customer.published(CreditApplied) == []
 
 
+def test_a_late_backdated_grant_does_not_pay_an_invoice_issued_after_its_last_day(customer: Customer) -> None:
+    customer.day = dt.date(2026, 12, 1)
+    customer.finalize("inv-1", usd("40.00"))  # issued on 1 Dec
+
+    customer.day = dt.date(2026, 11, 1)  # the grant's message, delayed: dated 30 days back
+    customer.grant("promo-1", usd("25.00"), expires_at=dt.date(2026, 11, 21))
+
+    assert customer.published(CreditApplied) == []
+    assert customer.due("inv-1") == usd("40.00")
+    assert customer.state.promotional_available("USD") == usd("25.00")
+
+
+def test_a_grant_arriving_after_an_invoice_it_covers_pays_it(customer: Customer) -> None:
+    customer.day = dt.date(2026, 11, 15)
+    customer.finalize("inv-1", usd("40.00"))
+
+    customer.day = dt.date(2026, 11, 20)
+    customer.grant("promo-1", usd("25.00"), expires_at=dt.date(2026, 11, 21))
+
+    assert customer.due("inv-1") == usd("15.00")
+
+
+def test_an_invoice_issued_before_the_last_day_is_paid_even_when_handled_after_it(customer: Customer) -> None:
+    customer.grant("promo-1", usd("25.00"), expires_at=dt.date(2026, 11, 21))
+
+    customer.day = dt.date(2026, 11, 25)  # the invoice's message is handled late
+    customer.run(domain.finalize_invoice, invoice_issued("inv-1", usd("40.00"), dt.date(2026, 11, 20)))
+
+    assert customer.due("inv-1") == usd("15.00")
+
+
+def invoice_issued(invoice_id: str, total: Money, issued_on: dt.date) -> InvoiceFinalized:
+    return InvoiceFinalized(
+        invoice_id=invoice_id,
+        currency=total.currency,
+        issued_on=issued_on,
+        lines=[],
+        total=total,
+        rule_set_id=None,
+        rule_set_version=None,
+    )
+
+
 def test_granting_credit_already_past_its_last_day_is_refused(customer: Customer) -> None:
     with pytest.raises(CreditsError) as raised:
         customer.grant("promo-1", usd("30.00"), expires_at=START - dt.timedelta(days=1))
@@ -730,3 +1013,126 @@ def test_an_entry_balances_per_currency() -> None:
         LedgerEntry(
             "e-1", "m-1", "broken", (Posting("a", usd("1.00")), Posting("b", Money.of("-1.00", "EUR")))
         )
+
+
+# -- the caps on amounts and sums (issue 13, D4) --------------------------------------------
+
+JUST_UNDER_AMOUNT = "999999999999999.99"
+JUST_UNDER_TOTAL = "999999999999999999.99"
+
+
+def on_the_wire(event: MessageData) -> MessageData:
+    """The event as a consumer parses it: fails like the consumer's DLQ would."""
+    return type(event).model_validate_json(event.model_dump_json())
+
+
+def test_a_grant_and_a_payment_past_the_amount_cap_make_a_balance_consumers_accept(
+    customer: Customer,
+) -> None:
+    customer.grant("m-big", usd(JUST_UNDER_AMOUNT), kind="manual")
+
+    customer.pay("pay-big", usd(JUST_UNDER_AMOUNT))
+
+    [changed] = customer.published(CreditBalanceChanged)
+    assert changed.balance_available == usd("1999999999999999.98")
+    assert on_the_wire(changed) == changed
+
+
+def a_grant(grant_id: str, seq: int) -> PromotionalGrant:
+    amount, zero = usd(JUST_UNDER_AMOUNT), usd("0")
+    return PromotionalGrant(grant_id, amount, amount, amount, zero, zero, None, seq, "promo_code")
+
+
+@pytest.mark.parametrize("kind", ["promotional", "manual"])
+def test_a_grant_that_would_take_a_balance_to_the_total_cap_is_refused_naming_the_amount(
+    customer: Customer, kind: str
+) -> None:
+    if kind == "promotional":  # 1,000 grants just under the amount cap: 10.00 under the total cap
+        customer.state = replace(customer.state, grants=tuple(a_grant(f"g-{n}", n) for n in range(1000)))
+    else:
+        customer.finalize("inv-neg", usd("-999999999999999999.99"))
+    before = customer.state
+
+    with pytest.raises(CreditsError) as raised:
+        customer.grant("g-over", usd("10.00"), kind=kind)
+
+    assert raised.value.code == "total_over_limit"
+    assert "amount of grant g-over" in raised.value.reason
+    assert "1,000,000,000,000,000,000" in raised.value.reason
+    assert customer.state is before
+
+
+def test_a_negative_invoice_that_would_take_the_credit_balance_past_the_total_cap_is_refused(
+    customer: Customer,
+) -> None:
+    customer.finalize("inv-neg-1", usd(f"-{JUST_UNDER_TOTAL}"))
+
+    with pytest.raises(CreditsError) as raised:
+        customer.finalize("inv-neg-2", usd("-0.02"))
+
+    assert raised.value.code == "total_over_limit"
+    assert "credit balance in USD" in raised.value.reason
+    assert customer.state.invoice("inv-neg-2") is None
+
+
+def test_a_payment_that_would_take_the_credit_balance_past_the_total_cap_is_refused(
+    customer: Customer,
+) -> None:
+    customer.finalize("inv-neg", usd(f"-{JUST_UNDER_TOTAL}"))
+
+    with pytest.raises(CreditsError) as raised:
+        customer.pay("pay-1", usd("0.01"))
+
+    assert raised.value.code == "total_over_limit"
+    assert customer.state.payment("pay-1") is None
+
+
+def test_a_payment_that_pays_an_invoice_does_not_count_against_the_cap(customer: Customer) -> None:
+    customer.finalize("inv-neg", usd(f"-{JUST_UNDER_TOTAL}"))
+    customer.finalize("inv-due", usd(JUST_UNDER_AMOUNT))  # paid from the credit balance
+    customer.finalize("inv-due-2", usd("5.00"))  # the credit balance keeps paying what is due
+
+    customer.pay("pay-1", usd("0.02"), "inv-due-2")
+
+    assert customer.state.balance_available("USD") < usd(JUST_UNDER_TOTAL)
+    assert customer.status("inv-due") == "paid"
+
+
+def test_a_currency_change_past_the_amount_cap_is_refused_naming_the_rate(customer: Customer) -> None:
+    customer.grant("promo-1", Money.of("1000000000000", "JPY"))
+
+    with pytest.raises(CreditsError) as raised:
+        customer.change_currency("promo-1", "KWD", "1000")
+
+    assert raised.value.code == "amount_over_limit"
+    assert "rate 1000" in raised.value.reason
+
+
+def test_a_currency_change_with_an_absurd_product_is_refused_not_raised(customer: Customer) -> None:
+    customer.grant("promo-1", usd(JUST_UNDER_AMOUNT))
+
+    with pytest.raises(CreditsError) as raised:
+        customer.change_currency("promo-1", "BHD", "999999999999999")
+
+    assert raised.value.code == "amount_over_limit"
+
+
+@pytest.mark.parametrize(("currency", "amount"), [("JPY", "999999999999999"), ("KWD", "999999999999999.999")])
+def test_the_largest_single_amount_in_any_minor_unit_is_granted_whole(
+    customer: Customer, currency: str, amount: str
+) -> None:
+    customer.grant("promo-1", Money.of(amount, currency))
+
+    [granted] = customer.published(CreditGranted)
+    assert granted.amount == Money.of(amount, currency)
+    assert on_the_wire(granted) == granted
+
+
+def test_an_invoice_total_that_rounds_up_to_the_total_cap_is_refused(customer: Customer) -> None:
+    """Found by the property test: 999,999,999,999,999,999.999 USD is valid on the wire but
+    rounds to 10^18, which no InvoiceBalanceChanged may carry."""
+    with pytest.raises(CreditsError) as raised:
+        customer.finalize("inv-huge", usd("999999999999999999.999"))
+
+    assert raised.value.code == "total_over_limit"
+    assert "invoice inv-huge" in raised.value.reason

@@ -43,6 +43,7 @@ from tally_contracts.credits import (
     InvoiceBalanceChanged,
 )
 from tally_contracts.invoicing import InvoiceFinalized, InvoiceVoided
+from tally_contracts.money import MAX_ABS_AMOUNT, MAX_ABS_TOTAL
 from tally_contracts.payments import (
     PaymentRecorded,
     PaymentReversed,
@@ -50,16 +51,33 @@ from tally_contracts.payments import (
     RefundRequested,
 )
 
-CURRENCIES = ("USD", "EUR")
+CURRENCIES = ("USD", "EUR", "JPY", "KWD", "BHD")
+"""Two, zero (JPY) and three (KWD, BHD) decimal places."""
 START = dt.date(2026, 1, 1)
 IDS = st.integers(min_value=0, max_value=3)
 PICKS = st.integers(min_value=0, max_value=50)
-currencies = st.sampled_from(("USD", "USD", "USD", "EUR"))
-cents = st.integers(min_value=1, max_value=20_000)
-credit_cents = st.integers(min_value=1, max_value=8_000)
-invoice_cents = st.one_of(
-    *[st.integers(min_value=1_000, max_value=30_000)] * 3,
-    st.integers(min_value=-8_000, max_value=0),
+currencies = st.sampled_from(("USD", "USD", "EUR", "JPY", "KWD", "BHD"))
+
+
+def amounts(most: int) -> st.SearchStrategy[Decimal]:
+    """Zero; ordinary amounts up to `most` with 2 or 3 decimal places (3 places are rounded
+    in USD and JPY); and amounts just under the single-amount cap."""
+    return st.one_of(
+        st.just(Decimal(0)),
+        *[st.integers(min_value=1, max_value=most * 100).map(lambda c: Decimal(c).scaleb(-2))] * 3,
+        st.integers(min_value=1, max_value=most * 1000).map(lambda m: Decimal(m).scaleb(-3)),
+        st.integers(min_value=1, max_value=10**6).map(lambda m: MAX_ABS_AMOUNT - Decimal(m).scaleb(-3)),
+    )
+
+
+invoice_totals = st.one_of(
+    *[st.integers(min_value=1_000, max_value=30_000).map(lambda c: Decimal(c).scaleb(-2))] * 3,
+    st.integers(min_value=-8_000, max_value=0).map(lambda c: Decimal(c).scaleb(-2)),
+    st.integers(min_value=1, max_value=10**6).map(lambda m: MAX_ABS_AMOUNT - Decimal(m).scaleb(-3)),
+    # sums: a total past the single-amount cap, up to just under the total cap, either sign
+    st.integers(min_value=1, max_value=10**6).map(lambda m: -(MAX_ABS_TOTAL - Decimal(m).scaleb(-3))),
+    st.integers(min_value=1, max_value=10**6).map(lambda m: MAX_ABS_TOTAL - Decimal(m).scaleb(-3)),
+    st.integers(min_value=1, max_value=10**6).map(lambda m: -(2 * MAX_ABS_AMOUNT - Decimal(m))),
 )
 
 
@@ -71,17 +89,18 @@ class Grant:
     index: int
     manual: bool
     currency: str
-    cents: int
+    amount: Decimal
     negative: bool
     expires_in: int | None
     apply_to_existing: bool
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
 class Finalize:
     index: int
     currency: str
-    cents: int
+    amount: Decimal
 
 
 @dataclass(frozen=True)
@@ -98,7 +117,7 @@ class Pay:
     invoice: int | None
     existing: bool
     currency: str
-    cents: int
+    amount: Decimal
 
 
 @dataclass(frozen=True)
@@ -114,7 +133,7 @@ class Void:
 @dataclass(frozen=True)
 class Refund:
     currency: str
-    cents: int
+    amount: Decimal
 
 
 @dataclass(frozen=True)
@@ -126,7 +145,7 @@ class Expire:
 class Deduct:
     grant: int | None
     currency: str
-    cents: int
+    amount: Decimal
 
 
 @dataclass(frozen=True)
@@ -143,6 +162,14 @@ class ChangeCurrency:
 @dataclass(frozen=True)
 class Apply:
     pass
+
+
+@dataclass(frozen=True)
+class ApplyTo:
+    """ApplyCredits naming an invoice (maybe unknown), with an amount in cents or none."""
+
+    invoice: int
+    cents: int | None
 
 
 @dataclass(frozen=True)
@@ -163,6 +190,7 @@ Step = (
     | Delete
     | ChangeCurrency
     | Apply
+    | ApplyTo
     | Wait
 )
 
@@ -171,16 +199,17 @@ grants = st.builds(
     index=IDS,
     manual=st.booleans(),
     currency=currencies,
-    cents=credit_cents,
+    amount=amounts(80),
     negative=st.booleans(),
     expires_in=st.none() | st.integers(min_value=-1, max_value=15),
     apply_to_existing=st.booleans(),
+    priority=st.none() | st.integers(min_value=1, max_value=3),
 )
 finalizations = st.builds(
     Finalize,
     index=st.integers(min_value=0, max_value=7),
     currency=currencies,
-    cents=invoice_cents,
+    amount=invoice_totals,
 )
 payments = st.builds(
     Pay,
@@ -188,7 +217,7 @@ payments = st.builds(
     invoice=st.integers(min_value=-1, max_value=7).map(lambda i: None if i < 0 else i),
     existing=st.booleans(),
     currency=currencies,
-    cents=cents,
+    amount=amounts(200),
 )
 steps: st.SearchStrategy[Step] = st.one_of(
     grants,
@@ -201,24 +230,31 @@ steps: st.SearchStrategy[Step] = st.one_of(
     st.builds(Regenerate, index=PICKS),
     st.builds(Reverse, index=PICKS),
     st.builds(Void, index=PICKS),
-    st.builds(Refund, currency=currencies, cents=st.integers(min_value=1, max_value=8_000)),
+    st.builds(Refund, currency=currencies, amount=amounts(80)),
     st.builds(Expire, days_ahead=st.integers(min_value=0, max_value=10)),
-    st.builds(
-        Deduct, grant=st.none() | IDS, currency=currencies, cents=st.integers(min_value=1, max_value=5_000)
-    ),
+    st.builds(Deduct, grant=st.none() | IDS, currency=currencies, amount=amounts(50)),
     st.builds(Delete, index=IDS),
-    st.builds(ChangeCurrency, index=IDS, rate=st.sampled_from(["0.5", "1.1", "7.8123", "0.0001"])),
+    st.builds(
+        ChangeCurrency,
+        index=IDS,
+        rate=st.sampled_from(["0.5", "1.1", "7.8123", "0.0001", "1000", "999999999999999"]),
+    ),
     st.just(Apply()),
+    st.builds(
+        ApplyTo,
+        invoice=st.integers(min_value=0, max_value=9),
+        cents=st.none() | st.integers(min_value=0, max_value=5_000),
+    ),
     st.builds(Wait, days=st.integers(min_value=1, max_value=5)),
 )
 
 
-def money(cents: int, currency: str) -> Money:
-    return Money.of(Decimal(cents) / 100, currency)
+def money(amount: Decimal, currency: str) -> Money:
+    return Money.of(amount, currency)
 
 
 def other(currency: str) -> str:
-    return CURRENCIES[1 - CURRENCIES.index(currency)]
+    return CURRENCIES[(CURRENCIES.index(currency) + 1) % len(CURRENCIES)]
 
 
 # -- running steps as messages ------------------------------------------------------------
@@ -239,7 +275,7 @@ def message(run: Run, step: Step) -> tuple[Operation, Any] | None:
     """The message a step stands for, or None when it has no meaning in this state."""
     match step:
         case Grant():
-            amount = money(-step.cents if step.manual and step.negative else step.cents, step.currency)
+            amount = money(-step.amount if step.manual and step.negative else step.amount, step.currency)
             expires = (
                 None if step.manual or step.expires_in is None else run.day + dt.timedelta(step.expires_in)
             )
@@ -250,10 +286,11 @@ def message(run: Run, step: Step) -> tuple[Operation, Any] | None:
                 source="other",
                 expires_at=expires,
                 apply_to_existing=step.apply_to_existing,
+                priority=None if step.manual else step.priority,
             )
         case Finalize():
             return domain.finalize_invoice, invoice_finalized(
-                f"inv-{step.index}", money(step.cents, step.currency), run.day
+                f"inv-{step.index}", money(step.amount, step.currency), run.day
             )
         case Regenerate():
             voided = [i for i in run.state.invoices if i.status == "voided"]
@@ -274,7 +311,7 @@ def message(run: Run, step: Step) -> tuple[Operation, Any] | None:
             return domain.record_payment, PaymentRecorded(
                 payment_id=f"p-{step.index}",
                 invoice_id=invoice_id,
-                amount=money(step.cents, currency),
+                amount=money(step.amount, currency),
                 method="cash",
                 received_on=run.day,
             )
@@ -294,14 +331,14 @@ def message(run: Run, step: Step) -> tuple[Operation, Any] | None:
             return domain.void_invoice, InvoiceVoided(invoice_id=invoice.invoice_id, reason="wrong")
         case Refund():
             return domain.refund, RefundRequested(
-                refund_id=f"r-{run.messages}", amount=money(step.cents, step.currency), method="cash"
+                refund_id=f"r-{run.messages}", amount=money(step.amount, step.currency), method="cash"
             )
         case Expire():
             return domain.expire_credits, ExpireCredits(as_of=run.day + dt.timedelta(step.days_ahead))
         case Deduct():
             return domain.deduct_promotional, PromotionalCreditsDeducted(
                 deduction_id=f"d-{run.messages}",
-                amount=money(step.cents, step.currency),
+                amount=money(step.amount, step.currency),
                 reason="by hand",
                 grant_id=None if step.grant is None else f"g-{step.grant}",
             )
@@ -315,6 +352,14 @@ def message(run: Run, step: Step) -> tuple[Operation, Any] | None:
             )
         case Apply():
             return domain.apply_credits, ApplyCredits()
+        case ApplyTo():
+            invoices = list(run.state.invoices)
+            if step.invoice < len(invoices):
+                invoice_id, currency = invoices[step.invoice].invoice_id, invoices[step.invoice].currency
+            else:
+                invoice_id, currency = f"inv-unknown-{step.invoice}", "USD"
+            wanted = None if step.cents is None else money(Decimal(step.cents).scaleb(-2), currency)
+            return domain.apply_credits, ApplyCredits(invoice_id=invoice_id, amount=wanted)
         case Wait():
             run.day += dt.timedelta(step.days)
             return None
@@ -485,7 +530,7 @@ def check_ledger_agrees_with_state(run: Run) -> None:
     assert derived == expected_balances(run.state)
 
 
-def check_no_credit_sits_beside_an_invoice_it_may_pay(state: CustomerLedger, day: dt.date) -> None:
+def check_no_credit_sits_beside_an_invoice_it_may_pay(state: CustomerLedger) -> None:
     for invoice in state.invoices:
         if invoice.status == "voided" or not state.invoice_balance(invoice.invoice_id).amount_due.is_positive:
             continue
@@ -495,7 +540,7 @@ def check_no_credit_sits_beside_an_invoice_it_may_pay(state: CustomerLedger, day
             if g.status == "active"
             and g.currency == invoice.currency
             and g.remaining.is_positive
-            and g.usable_on(day)
+            and g.usable_on(invoice.issued_on)
             and g.first_eligible_seq <= invoice.seq
         ]
         idle_lots = [
@@ -507,6 +552,15 @@ def check_no_credit_sits_beside_an_invoice_it_may_pay(state: CustomerLedger, day
             and lot.first_eligible_seq <= invoice.seq
         ]
         assert not idle_grants and not idle_lots, invoice
+
+
+def check_promotional_credit_pays_only_invoices_issued_by_its_last_day(state: CustomerLedger) -> None:
+    for application in state.applications:
+        if application.source_type != "promotional" or application.status != "active":
+            continue
+        grant, invoice = state.grant(application.source_id), state.invoice(application.invoice_id)
+        assert grant is not None and invoice is not None
+        assert grant.usable_on(invoice.issued_on), (grant, invoice)
 
 
 def check_announced_balances_match_the_state(state: CustomerLedger, outcome: Outcome) -> None:
@@ -530,14 +584,29 @@ def check_announced_balances_match_the_state(state: CustomerLedger, outcome: Out
             )
 
 
+def check_events_survive_the_wire(outcome: Outcome) -> None:
+    """Every event parses back as its consumers parse it: none would be dead-lettered."""
+    for event in outcome.events:
+        assert type(event).model_validate_json(event.model_dump_json()) == event
+
+
+def check_sums_stay_under_the_total_cap(state: CustomerLedger) -> None:
+    for currency in CURRENCIES:
+        assert abs(state.promotional_available(currency).amount) < MAX_ABS_TOTAL
+        assert abs(state.balance_available(currency).amount) < MAX_ABS_TOTAL
+
+
 def check_everything(run: Run, outcome: Outcome) -> None:
     check_entries_balance(outcome.entries)
     check_never_more_than_total_is_applied(run.state)
     check_no_source_below_zero(run.state)
     check_money_is_conserved(run.state)
     check_ledger_agrees_with_state(run)
-    check_no_credit_sits_beside_an_invoice_it_may_pay(run.state, run.day)
+    check_no_credit_sits_beside_an_invoice_it_may_pay(run.state)
+    check_promotional_credit_pays_only_invoices_issued_by_its_last_day(run.state)
     check_announced_balances_match_the_state(run.state, outcome)
+    check_events_survive_the_wire(outcome)
+    check_sums_stay_under_the_total_cap(run.state)
 
 
 step_lists = st.lists(steps, min_size=15, max_size=50)

@@ -5,7 +5,6 @@ payments.events) and reads the ledger back through the read API.
 One service instance serves the whole module; every test has its own customer."""
 
 import asyncio
-import contextlib
 import datetime as dt
 import random
 import time
@@ -19,14 +18,12 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from credits import domain
 from credits.app import build
-from credits.domain import Cause, CustomerLedger, Outcome
-from credits.store import dump_state, load_state
-from tally_contracts import Envelope, MessageData, Money, topics
+from tally_contracts import Envelope, Line, MessageData, Money, topics
 from tally_contracts.credits import (
     ApplyCredits,
     ChangeCreditCurrency,
+    CreditScope,
     DeleteCreditEntry,
     ExpireCredits,
     GrantCredit,
@@ -147,12 +144,19 @@ def manual(grant_id: str, amount: Money, **extra: Any) -> GrantCredit:
     return GrantCredit(grant_id=grant_id, kind="manual", amount=amount, source="manual", **extra)
 
 
-def finalized(invoice_id: str, total: Money, regenerated_from: str | None = None) -> InvoiceFinalized:
+def finalized(
+    invoice_id: str,
+    total: Money,
+    regenerated_from: str | None = None,
+    *,
+    issued_on: dt.date | None = None,
+    lines: list[Line] | None = None,
+) -> InvoiceFinalized:
     return InvoiceFinalized(
         invoice_id=invoice_id,
         currency=total.currency,
-        issued_on=NOV.date(),
-        lines=[],
+        issued_on=issued_on or NOV.date(),
+        lines=lines or [],
         total=total,
         rule_set_id=None,
         rule_set_version=None,
@@ -232,10 +236,12 @@ async def test_no_credit_on_a_pending_invoice_until_it_is_finalized(
     closed = InvoiceClosed(invoice_id="inv-p", currency="USD", lines=[], subtotal=usd("20.00"))
     await send(kafka, closed, customer)
     await credits.balances(customer, "USD", "25.00", "0")
-    await asyncio.sleep(1)  # the pending and closed invoice are ignored: nothing to apply to
-    body = await credits.get(f"/customers/{customer}/invoices")
-    assert body["invoices"] == []
-    await credits.balances(customer, "USD", "25.00", "0")
+    # marker: a zero invoice on the same topic and key, handled after the two above
+    await send(kafka, finalized("inv-marker", usd("0.00")), customer)
+    body = await credits.until(f"/customers/{customer}/invoices", lambda b: bool(b["invoices"]))
+    assert [i["invoice_id"] for i in body["invoices"]] == ["inv-marker"]  # pending, closed: ignored
+    balances = await credits.get(f"/customers/{customer}/balances")
+    assert _balance(balances, "USD") == (Decimal("25.00"), Decimal(0))  # nothing applied
 
     await send(kafka, finalized("inv-p", usd("20.00")), customer)
     await credits.due(customer, "inv-p", "0", "paid")
@@ -276,8 +282,10 @@ async def test_a_held_grant_waits_for_apply_credits(credits: Credits, kafka: Kaf
     await credits.due(customer, "inv-h", "12.00")
     await send(kafka, manual("m-held", usd("20.00"), apply_to_existing=False), customer)
     await credits.balances(customer, "USD", "0", "20.00")
-    await asyncio.sleep(0.5)
-    await credits.due(customer, "inv-h", "12.00", "open")
+    await send(kafka, manual("m-marker", Money.of("1.00", "EUR")), customer)  # marker, same topic and key
+    await credits.balances(customer, "EUR", "0", "1.00")
+    [held] = (await credits.get(f"/customers/{customer}/invoices"))["invoices"]
+    assert (held["invoice_id"], Decimal(held["amount_due"]), held["status"]) == ("inv-h", Decimal(12), "open")
 
     await send(kafka, ApplyCredits(), customer)
     await credits.due(customer, "inv-h", "0", "paid")
@@ -302,8 +310,12 @@ async def test_overpayment_becomes_credit_balance_and_pays_the_next_invoice(
 async def test_a_payment_before_its_invoice_is_parked(credits: Credits, kafka: KafkaProbe) -> None:
     customer = a_customer()
     await send(kafka, paid("p-early", usd("30.00"), "inv-later"), customer)
-    await asyncio.sleep(1)
-    await credits.balances(customer, "USD", "0", "0")
+    await send(kafka, paid("p-marker", Money.of("1.00", "EUR")), customer)  # marker, same topic and key
+    await credits.balances(customer, "EUR", "0", "1.00")
+    assert _balance(await credits.get(f"/customers/{customer}/balances"), "USD") == (
+        Decimal(0),
+        Decimal(0),
+    )  # parked
     await send(kafka, finalized("inv-later", usd("50.00")), customer)
     view = await credits.due(customer, "inv-later", "20.00", "open")
     assert view["payments_applied"] == "30.00"
@@ -335,7 +347,7 @@ async def test_void_releases_credit_and_the_regenerated_invoice_is_paid_again(
     [released] = await answers(kafka, voided, "CreditReleased")
     assert released.data.amount == usd("30.00") and released.data.returned_to == "promotional"
     view = await credits.due(customer, "inv-v", "0", "voided")
-    assert (view["total"], view["applied"]) == ("50.00", "0")
+    assert (view["total"], view["applied"]) == ("50.00", "0.00")
     await credits.balances(customer, "USD", "30.00", "0")
 
     await send(kafka, finalized("inv-v-r", usd("45.00"), regenerated_from="inv-v"), customer)
@@ -539,40 +551,253 @@ async def ledger_agrees(credits: Credits, customer: str) -> None:
         assert sums.get(("balance", currency), Decimal(0)) == Decimal(row["credit_balance"])
 
 
-# -- the snapshot ----------------------------------------------------------------------------
+# -- amounts and sums past the single-amount cap (issue 13, D4) ------------------------------
 
 
-async def test_the_snapshot_keeps_every_record_and_every_digit() -> None:
-    """dump → load gives the same ledger, down to each Decimal's exponent ("5.00" stays
-    "5.00"), through grants, lots, parked and reversed payments, voids and shortfalls."""
-    jpy, bhd, eur = Money.of("1000", "JPY"), Money.of("12.345", "BHD"), Money.of("1.50", "EUR")
-    steps: list[tuple[Callable[[CustomerLedger, Any, Cause], Outcome], Any]] = [
-        (domain.grant_credit, promo("g-usd", usd("30.005"), expires_at=dt.date(2026, 12, 31))),
-        (domain.grant_credit, promo("g-jpy", jpy)),
-        (domain.grant_credit, manual("m-bhd", bhd)),
-        (domain.grant_credit, manual("m-held", usd("7.10"), apply_to_existing=False)),
-        (domain.record_payment, paid("p-parked", usd("3.333"), "inv-later")),
-        (domain.finalize_invoice, finalized("inv-1", usd("45.67"))),
-        (domain.finalize_invoice, finalized("inv-neg", Money.of("-2.000", "BHD"))),
-        (domain.record_payment, paid("p-1", usd("100"))),
-        (domain.refund, RefundRequested(refund_id="r-1", amount=usd("60.00"), method="cash")),
-        (domain.reverse_payment, PaymentReversed(payment_id="p-1", amount=usd("100"), reason="bounced")),
-        (domain.finalize_invoice, finalized("inv-later", usd("10"))),
-        (
-            domain.change_credit_currency,
-            ChangeCreditCurrency(grant_id="g-jpy", currency="EUR", rate=Decimal("0.0061")),
-        ),
-        (domain.deduct_promotional, PromotionalCreditsDeducted(deduction_id="d", amount=eur, reason="x")),
-        (domain.void_invoice, InvoiceVoided(invoice_id="inv-1", reason="wrong")),
-        (domain.finalize_invoice, finalized("inv-1-r", usd("40.00"), regenerated_from="inv-1")),
-        (domain.apply_credits, ApplyCredits()),
-        (domain.expire_credits, ExpireCredits(as_of=dt.date(2027, 1, 5))),
-        (domain.refund, RefundRequested(refund_id="r-2", amount=usd("1000"), method="cash")),
+async def test_a_grant_and_a_payment_past_the_amount_cap_make_a_balance_on_the_wire(
+    credits: Credits, kafka: KafkaProbe
+) -> None:
+    customer = a_customer()
+    await send(kafka, manual("m-big", usd("999999999999999.99")), customer)
+    await credits.balances(customer, "USD", "0", "999999999999999.99")  # two topics: one order
+    paying = await send(kafka, paid("p-big", usd("999999999999999.99")), customer)
+
+    [changed] = await answers(kafka, paying, "CreditBalanceChanged")  # parsed as a consumer would
+    assert changed.data.balance_available == usd("1999999999999999.98")
+    await credits.balances(customer, "USD", "0", "1999999999999999.98")
+
+
+async def test_a_grant_past_the_total_cap_is_rejected_and_a_payment_past_it_dead_lettered(
+    credits: Credits, kafka: KafkaProbe
+) -> None:
+    customer = a_customer()
+    await send(kafka, finalized("inv-refund", usd("-999999999999999999.99")), customer)
+    await credits.balances(customer, "USD", "0", "999999999999999999.99")
+
+    grant = await send(kafka, manual("m-over", usd("10.00")), customer)
+    [rejected] = await answers(kafka, grant, "CommandRejected")
+    assert rejected.data.code == "total_over_limit"
+    assert "amount of grant m-over" in rejected.data.reason
+
+    await send(kafka, paid("p-over", usd("0.01")), customer)
+    [dead] = await kafka.dead_letters(
+        topics.PAYMENTS_EVENTS, lambda d: d["key"] == customer and "total_over_limit" in d["error"]
+    )
+    assert dead["consumer"] == "credits:payments.events"
+    await send(kafka, finalized("inv-after", usd("5.00")), customer)  # the consumer goes on
+    await credits.due(customer, "inv-after", "0", "paid")
+    await credits.balances(customer, "USD", "0", "999999999999999994.99")
+
+
+async def test_a_currency_change_past_the_amount_cap_is_rejected_naming_the_rate(
+    credits: Credits, kafka: KafkaProbe
+) -> None:
+    customer = a_customer()
+    await send(kafka, promo("g-jpy", Money.of("100000000000000", "JPY")), customer)
+    await credits.balances(customer, "JPY", "100000000000000", "0")
+
+    change = await send(
+        kafka, ChangeCreditCurrency(grant_id="g-jpy", currency="KWD", rate=Decimal("1000")), customer
+    )
+    [rejected] = await answers(kafka, change, "CommandRejected")
+    assert rejected.data.code == "amount_over_limit" and "rate 1000" in rejected.data.reason
+    await credits.balances(customer, "JPY", "100000000000000", "0")
+
+
+async def test_an_invoice_total_that_rounds_to_the_total_cap_is_dead_lettered_with_the_reason(
+    credits: Credits, kafka: KafkaProbe
+) -> None:
+    customer = a_customer()
+    await send(kafka, finalized("inv-huge", usd("999999999999999999.999")), customer)
+
+    [dead] = await kafka.dead_letters(
+        topics.INVOICING_EVENTS, lambda d: d["key"] == customer and "total_over_limit" in d["error"]
+    )
+    assert "inv-huge" in dead["error"]
+    await send(kafka, finalized("inv-next", usd("1.00")), customer)  # the consumer goes on
+    await credits.due(customer, "inv-next", "1.00", "open")
+
+
+# -- expiry at the invoice's issue date ------------------------------------------------------
+
+DEC_1 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+
+
+async def test_a_late_backdated_grant_does_not_pay_an_invoice_issued_after_its_last_day(
+    credits: Credits, kafka: KafkaProbe
+) -> None:
+    customer = a_customer()
+    await send(kafka, finalized("inv-dec", usd("40.00"), issued_on=DEC_1.date()), customer, at=DEC_1)
+    await credits.due(customer, "inv-dec", "40.00", "open")
+
+    late = promo("g-nov", usd("25.00"), expires_at=dt.date(2026, 11, 21))
+    await send(kafka, late, customer, at=DEC_1 - dt.timedelta(days=30))  # delayed, dated 1 Nov
+
+    await credits.balances(customer, "USD", "25.00", "0")  # recorded, and nothing applied
+    view = await credits.due(customer, "inv-dec", "40.00", "open")
+    assert (view["credits_applied"], view["payments_applied"], view["applied"]) == ("0.00", "0.00", "0.00")
+    balances = await credits.get(f"/customers/{customer}/balances")
+    assert balances["balances"] == [{"currency": "USD", "promotional": "25.00", "credit_balance": "0.00"}]
+    ledger = await credits.get(f"/customers/{customer}/ledger")
+    assert [e["memo"] for e in ledger["entries"]] == ["invoice inv-dec posted", "grant g-nov"]
+
+
+async def test_a_grant_usable_on_the_issue_date_pays_the_invoice_whatever_arrives_first(
+    credits: Credits, kafka: KafkaProbe
+) -> None:
+    customer = a_customer()
+    last_day = dt.date(2026, 11, 21)
+    issued = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
+    # the invoice first, the grant after it (dated on its last day)
+    await send(kafka, finalized("inv-a", usd("40.00"), issued_on=issued.date()), customer, at=issued)
+    await credits.due(customer, "inv-a", "40.00")
+    await send(kafka, promo("g-a", usd("25.00"), expires_at=last_day), customer, at=issued + dt.timedelta(1))
+    await credits.due(customer, "inv-a", "15.00", "open")
+    # another customer: the grant first, the invoice handled after the grant's last day
+    # (delivered late, issued before it)
+    other = a_customer()
+    await send(kafka, promo("g-b", usd("25.00"), expires_at=last_day), other, at=issued)
+    await credits.balances(other, "USD", "25.00", "0")
+    handled_late = issued + dt.timedelta(days=5)
+    await send(kafka, finalized("inv-b", usd("30.00"), issued_on=issued.date()), other, at=handled_late)
+    await credits.due(other, "inv-b", "5.00", "open")
+    await credits.balances(other, "USD", "0", "0")
+
+
+# -- ApplyCredits to a chosen invoice ----------------------------------------------------------
+
+
+async def held_credit_beside_two_invoices(credits: Credits, kafka: KafkaProbe, customer: str) -> None:
+    await send(kafka, finalized("inv-1", usd("40.00")), customer)
+    await send(kafka, finalized("inv-2", usd("30.00")), customer)
+    await credits.due(customer, "inv-2", "30.00")  # posted before the grant (another topic)
+    await send(kafka, manual("m-held", usd("50.00"), apply_to_existing=False), customer)
+    await credits.balances(customer, "USD", "0", "50.00")
+
+
+async def test_apply_credits_pays_part_then_all_of_the_chosen_invoice_once(
+    credits: Credits, kafka: KafkaProbe
+) -> None:
+    customer = a_customer()
+    await held_credit_beside_two_invoices(credits, kafka, customer)
+
+    partial = await send(kafka, ApplyCredits(invoice_id="inv-2", amount=usd("20.00")), customer)
+    [applied] = await answers(kafka, partial, "CreditApplied")
+    assert (applied.data.invoice_id, applied.data.amount) == ("inv-2", usd("20.00"))
+    await credits.due(customer, "inv-2", "10.00", "open")
+    await kafka.send(topics.CREDITS_COMMANDS, partial)  # delivered twice: applied once
+
+    full = await send(kafka, ApplyCredits(invoice_id="inv-2"), customer)
+    [applied] = await answers(kafka, full, "CreditApplied")
+    assert applied.data.amount == usd("10.00")
+    view = await credits.due(customer, "inv-2", "0", "paid")
+    assert view["credits_applied"] == "30.00"
+    assert [(a["source_type"], a["source_id"], a["amount"]) for a in view["applications"]] == [
+        ("credit_balance", "manual:m-held", "20.00"),
+        ("credit_balance", "manual:m-held", "10.00"),
     ]
-    state = CustomerLedger("cus-snapshot")
-    for n, (operation, data) in enumerate(steps):
-        with contextlib.suppress(domain.CreditsError):  # a refused step changes nothing
-            state = operation(state, data, Cause(f"m{n}", NOV.date())).state
-        restored = load_state(dump_state(state))
-        assert repr(restored) == repr(state)
-    assert state.payments and state.lots and state.applications and state.refunds and state.deductions
+    await credits.due(customer, "inv-1", "40.00", "open")  # still held for inv-1
+    await credits.balances(customer, "USD", "0", "20.00")
+    assert len(await answers(kafka, partial, "CreditApplied")) == 1
+
+
+@pytest.mark.parametrize(
+    ("invoice_id", "amount", "code"),
+    [
+        ("inv-nope", None, "unknown_invoice"),
+        ("inv-paid", None, "invoice_paid"),
+        ("inv-void", None, "invoice_voided"),
+        ("inv-1", Money.of("5.00", "EUR"), "currency_mismatch"),
+        ("inv-1", usd("40.01"), "amount_over_due"),
+        ("inv-1", usd("30.01"), "amount_over_available"),
+    ],
+)
+async def test_apply_credits_to_an_invoice_it_cannot_pay_is_rejected_with_the_reason(
+    credits: Credits, kafka: KafkaProbe, invoice_id: str, amount: Money | None, code: str
+) -> None:
+    customer = a_customer()
+    await send(kafka, finalized("inv-paid", usd("10.00")), customer)
+    await send(kafka, paid("p-1", usd("10.00"), "inv-paid"), customer)
+    await send(kafka, finalized("inv-void", usd("10.00")), customer)
+    await send(kafka, InvoiceVoided(invoice_id="inv-void", reason="wrong plan"), customer)
+    await send(kafka, finalized("inv-1", usd("40.00")), customer)
+    await credits.due(customer, "inv-void", "0", "voided")
+    await credits.due(customer, "inv-paid", "0", "paid")
+    await credits.due(customer, "inv-1", "40.00")  # posted before the grant (another topic)
+    await send(kafka, manual("m-held", usd("30.00"), apply_to_existing=False), customer)
+    await credits.balances(customer, "USD", "0", "30.00")
+
+    asked = await send(kafka, ApplyCredits(invoice_id=invoice_id, amount=amount), customer)
+
+    [rejected] = await answers(kafka, asked, "CommandRejected")
+    assert (rejected.data.code, rejected.data.command_id) == (code, str(asked.id))
+    assert rejected.data.reason
+    await credits.due(customer, "inv-1", "40.00", "open")
+    await credits.balances(customer, "USD", "0", "30.00")
+
+
+# -- priority and scope -------------------------------------------------------------------------
+
+
+def voice_and_subscription_lines() -> list[Line]:
+    return [
+        Line(line_id="sub:basic", kind="subscription", description="Basic plan", amount=usd("20.00")),
+        Line(line_id="usage:voice", kind="usage", description="Voice", amount=usd("12.50"), service="voice"),
+    ]
+
+
+async def test_a_voice_only_grant_pays_voice_usage_and_leaves_the_subscription_unpaid(
+    credits: Credits, kafka: KafkaProbe
+) -> None:
+    customer = a_customer()
+    await send(kafka, promo("g-voice", usd("50.00"), scope=CreditScope(service="voice")), customer)
+    await credits.balances(customer, "USD", "50.00", "0")
+
+    posted = await send(
+        kafka, finalized("inv-v", usd("32.50"), lines=voice_and_subscription_lines()), customer
+    )
+
+    [applied] = await answers(kafka, posted, "CreditApplied")
+    assert (applied.data.source_id, applied.data.amount) == ("g-voice", usd("12.50"))
+    await credits.due(customer, "inv-v", "20.00", "open")  # the subscription line
+    await credits.balances(customer, "USD", "37.50", "0")
+
+
+async def test_two_grants_burn_lower_priority_number_first(credits: Credits, kafka: KafkaProbe) -> None:
+    customer = a_customer()
+    await send(kafka, promo("g-p9", usd("30.00"), priority=9, expires_at=dt.date(2026, 11, 10)), customer)
+    await send(kafka, promo("g-p1", usd("30.00"), priority=1), customer)  # never expires, but priority 1
+    await credits.balances(customer, "USD", "60.00", "0")
+
+    posted = await send(kafka, finalized("inv-p", usd("40.00")), customer)
+
+    applied = await answers(kafka, posted, "CreditApplied", count=2)
+    assert [(a.data.source_id, a.data.amount) for a in applied] == [
+        ("g-p1", usd("30.00")),
+        ("g-p9", usd("10.00")),
+    ]
+    await credits.balances(customer, "USD", "20.00", "0")
+
+
+async def test_every_amount_reads_at_the_currency_minor_unit(credits: Credits, kafka: KafkaProbe) -> None:
+    customer = a_customer()
+    await send(kafka, manual("m-jpy", Money.of("500", "JPY")), customer)
+    granted = await send(kafka, promo("g-bhd", Money.of("1.5", "BHD")), customer)
+
+    [changed] = await answers(kafka, granted, "CreditBalanceChanged")
+    wire = [v for k, v in await kafka.raw(topics.CREDITS_EVENTS) if str(granted.id).encode() in v]
+    assert b'"balance_available":{"amount":"0.000","currency":"BHD"}' in b"".join(wire)
+    assert changed.data.promotional_available == Money.of("1.500", "BHD")
+    await credits.balances(customer, "BHD", "1.500", "0")
+    balances = await credits.get(f"/customers/{customer}/balances")
+    assert {r["currency"]: (r["promotional"], r["credit_balance"]) for r in balances["balances"]} == {
+        "BHD": ("1.500", "0.000"),
+        "JPY": ("0", "500"),
+    }
+    ledger = await credits.get(f"/customers/{customer}/ledger")
+    assert {p["amount"] for e in ledger["entries"] for p in e["postings"]} == {
+        "500",
+        "-500",
+        "1.500",
+        "-1.500",
+    }

@@ -2,11 +2,13 @@
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -15,6 +17,8 @@ from invoicing.app import build
 from tally_contracts import Envelope, Line, Money, topics
 from tally_contracts.invoicing import (
     AddCharge,
+    CancelSubscription,
+    CloseInvoice,
     CreateSubscription,
     Price,
     PutPriceList,
@@ -146,6 +150,40 @@ async def test_usage_to_finalized_invoice_with_duplicates_counted_once(
     assert body["status"] == "posted" and body["total"] == "2.00" and len(body["lines"]) == 3
 
 
+async def test_the_read_api_lists_each_usage_event_id_on_exactly_one_line(
+    invoicing: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    customer = await a_customer(kafka, f"pl-{uuid.uuid4().hex[:6]}")
+    uk, domestic, uk_again = (
+        voice(customer, "10", "4420"),
+        voice(customer, "7.5", "1212"),
+        voice(customer, "1", "44"),
+    )
+    for message in (uk, domestic, uk, uk_again, uk):  # uk delivered three times
+        await kafka.send(topics.USAGE, message)
+    await usage_ingested(invoicing, customer, Decimal("18.5"))
+    await kafka.send(topics.INVOICING_COMMANDS, cmd(RunBilling(as_of=dt.date(2026, 12, 1)), customer))
+    events = await kafka.wait_for(
+        topics.INVOICING_EVENTS, lambda ms: bool(of_type(ms, "InvoiceClosed", customer))
+    )
+    [closed] = of_type(events, "InvoiceClosed", customer)
+
+    async with httpx.AsyncClient() as client:
+        base = f"http://127.0.0.1:{invoicing.http_port}"
+        lines = (await client.get(f"{base}/invoices/{closed.data.invoice_id}")).json()["lines"]
+        invoices = (await client.get(f"{base}/customers/{customer}/invoices")).json()["invoices"]
+        others = [(await client.get(f"{base}/invoices/{i['invoice_id']}")).json()["lines"] for i in invoices]
+
+    listed = [uid for line in lines for uid in line["usage_ids"]]
+    assert sorted(listed) == sorted(str(m.id) for m in (uk, domestic, uk_again))  # each once
+    by_destination = {line["destination"]: line["usage_ids"] for line in lines}
+    assert by_destination == {"4420": [str(uk.id)], "1212": [str(domestic.id)], "44": [str(uk_again.id)]}
+    assert sum(len(line.get("usage_ids", [])) for found in others for line in found) == 3  # nowhere else
+    assert not any(
+        "usage_ids" in line for line in closed.data.model_dump(mode="json")["lines"]
+    )  # not on the wire
+
+
 async def test_late_usage_goes_on_the_next_invoice_marked_late(
     invoicing: ServiceSettings, kafka: KafkaProbe
 ) -> None:
@@ -268,3 +306,141 @@ async def test_usage_without_price_or_customer_is_dead_lettered_and_the_rest_lan
     assert no_price["error"].startswith("no_price: no price for sms/message")
     assert "add a price or send a pre-rated amount" in no_price["error"]
     assert "unknown customer" in no_customer["error"] and "UpsertCustomer" in no_customer["error"]
+
+
+async def rejected(kafka: KafkaProbe, customer: str, command: Envelope[Any]) -> Any:
+    events = await kafka.wait_for(
+        topics.INVOICING_EVENTS,
+        lambda ms: any(
+            m.data.command_id == str(command.id) for m in of_type(ms, "CommandRejected", customer)
+        ),
+    )
+    return next(
+        m.data for m in of_type(events, "CommandRejected", customer) if m.data.command_id == str(command.id)
+    )
+
+
+async def test_pre_rated_usage_with_a_non_terminating_unit_price_is_billed(
+    invoicing: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    """D3: quantity 3 for 1.00 left CloseInvoice dead-lettered and the invoice pending."""
+    customer = await a_customer(kafka, f"pl-{uuid.uuid4().hex[:6]}")
+    pre_rated = UsageRecorded(
+        service="sms", quantity=Decimal(3), unit="message", amount=Money.of("1.00", "USD")
+    )
+    await kafka.send(topics.USAGE, cmd(pre_rated, customer))
+    [created] = of_type(
+        await kafka.wait_for(
+            topics.INVOICING_EVENTS, lambda ms: bool(of_type(ms, "InvoiceCreated", customer))
+        ),
+        "InvoiceCreated",
+        customer,
+    )
+    await usage_ingested(invoicing, customer, Decimal(0))
+    await kafka.send(
+        topics.INVOICING_COMMANDS, cmd(CloseInvoice(invoice_id=created.data.invoice_id), customer)
+    )
+
+    events = await kafka.wait_for(
+        topics.INVOICING_EVENTS, lambda ms: bool(of_type(ms, "InvoiceClosed", customer))
+    )
+
+    [closed] = of_type(events, "InvoiceClosed", customer)
+    assert closed.data.subtotal == Money.of("1.00", "USD")
+    assert closed.data.lines[0].unit_price == Decimal("0.333333333333")
+
+
+async def test_cancel_subscription_and_charges_are_answered_over_kafka(
+    invoicing: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    """D6 (a repeated charge_id was dead-lettered with UniqueViolationError) and the wiring of
+    CancelSubscription, which had no test at any level."""
+    customer = await a_customer(kafka, f"pl-{uuid.uuid4().hex[:6]}")
+    sub = CreateSubscription(
+        subscription_id="s1", name="Plan", fee=Money.of("30.00", "USD"), starts_on=dt.date(2026, 11, 1)
+    )
+    await kafka.send(topics.INVOICING_COMMANDS, cmd(sub, customer))
+    charge = AddCharge(charge_id="c1", description="Setup", amount=Money.of("5.00", "USD"), invoice_now=False)
+    await kafka.send(topics.INVOICING_COMMANDS, cmd(charge, customer))
+    repeated = cmd(charge, customer)
+    await kafka.send(topics.INVOICING_COMMANDS, repeated)
+    cancel = cmd(CancelSubscription(subscription_id="s1", ends_on=dt.date(2026, 11, 15)), customer)
+    await kafka.send(topics.INVOICING_COMMANDS, cancel)
+    unknown = cmd(CancelSubscription(subscription_id="s9", ends_on=dt.date(2026, 11, 15)), customer)
+    await kafka.send(topics.INVOICING_COMMANDS, unknown)
+    await kafka.send(topics.INVOICING_COMMANDS, cmd(RunBilling(as_of=dt.date(2026, 12, 1)), customer))
+
+    events = await kafka.wait_for(
+        topics.INVOICING_EVENTS, lambda ms: bool(of_type(ms, "InvoiceClosed", customer))
+    )
+
+    assert (await rejected(kafka, customer, repeated)).code == "duplicate_charge"
+    assert (await rejected(kafka, customer, unknown)).code == "unknown_subscription"
+    assert [c.data.ends_on for c in of_type(events, "SubscriptionCancelled", customer)] == [
+        dt.date(2026, 11, 15)
+    ]
+    lines = {ln.kind: ln.amount for ln in of_type(events, "InvoiceClosed", customer)[0].data.lines}
+    assert lines == {"subscription": Money.of("15.00", "USD"), "one_time": Money.of("5.00", "USD")}
+
+
+async def test_usage_past_the_quantity_cap_is_dead_lettered_with_its_reason(
+    invoicing: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    """D4: two usages of quantity 9e14 got RunBilling dead-lettered."""
+    customer = await a_customer(kafka, f"pl-{uuid.uuid4().hex[:6]}")
+    first, second = voice(customer, "900000000000000", None), voice(customer, "900000000000000", None)
+    for message in (first, second, voice(customer, "2", None)):
+        await kafka.send(topics.USAGE, message)
+
+    [refused] = await kafka.dead_letters(topics.USAGE, lambda d: str(second.id) in json_of(d))
+    await usage_ingested(invoicing, customer, Decimal("900000000000002"))
+    await kafka.send(topics.INVOICING_COMMANDS, cmd(RunBilling(as_of=dt.date(2026, 12, 1)), customer))
+    events = await kafka.wait_for(
+        topics.INVOICING_EVENTS, lambda ms: bool(of_type(ms, "InvoiceClosed", customer))
+    )
+
+    assert refused["error"].startswith("quantity_over_cap: quantity:")
+    assert of_type(events, "InvoiceClosed", customer)[0].data.lines[0].quantity == Decimal("900000000000002")
+
+
+def json_of(dead_letter: dict[str, Any]) -> str:
+    return json.dumps(dead_letter["raw"])
+
+
+async def test_a_global_bill_run_bills_the_others_and_reports_the_customer_that_cannot_close(
+    invoicing: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    """D3/D4 made a global RunBilling dead-lettered whole: no customer was billed."""
+    customers = [await a_customer(kafka, f"pl-{uuid.uuid4().hex[:6]}") for _ in range(3)]
+    for customer in customers:
+        await kafka.send(topics.USAGE, voice(customer, "1", None))
+        await usage_ingested(invoicing, customer, Decimal(1))
+    stuck = customers[1]
+    conn = await asyncpg.connect(invoicing.database_url)
+    try:  # an invoice that adds up past the sum cap: data from before the checks
+        await conn.execute(
+            "insert into pending_charges (customer_id, charge_id, description, amount, currency)"
+            " values ($1, 'old', 'x', 999999999999999999.99, 'USD')",
+            stuck,
+        )
+    finally:
+        await conn.close()
+    run = cmd(RunBilling(as_of=dt.date(2026, 12, 1)), None)
+    await kafka.send(topics.INVOICING_COMMANDS, run)
+
+    events = await kafka.wait_for(
+        topics.INVOICING_EVENTS,
+        lambda ms: (
+            all(of_type(ms, "InvoiceClosed", c) for c in (customers[0], customers[2]))
+            and bool(of_type(ms, "InvoiceCloseFailed", stuck))
+        ),
+    )
+
+    [failure] = of_type(events, "InvoiceCloseFailed", stuck)
+    assert failure.causation_id == str(run.id) and failure.data.code == "total_over_cap"
+    assert not of_type(events, "InvoiceClosed", stuck) and not of_type(events, "CommandRejected", stuck)
+    async with httpx.AsyncClient() as client:
+        body = (await client.get(f"http://127.0.0.1:{invoicing.http_port}/customers/{stuck}/invoices")).json()
+    assert [(i["invoice_id"], i["status"]) for i in body["invoices"]] == [
+        (failure.data.invoice_id, "pending")
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any, get_args
 
 import pytest
@@ -31,6 +32,7 @@ from payments.domain import (
 )
 from tally_contracts import MessageData, Money
 from tally_contracts.credits import CreditRefunded, RefundDeclined
+from tally_contracts.currencies import minor_unit
 from tally_contracts.invoicing import (
     InvoiceClosed,
     InvoiceCreated,
@@ -39,6 +41,7 @@ from tally_contracts.invoicing import (
     InvoiceStatusChanged,
     InvoiceVoided,
 )
+from tally_contracts.money import MAX_ABS_AMOUNT
 from tally_contracts.payments import (
     DeductPromotionalCredits,
     PaymentRecorded,
@@ -481,12 +484,40 @@ def test_a_payment_follows_what_invoicing_said_of_its_invoice() -> None:
 
 ids = st.sampled_from(["a", "b"])
 maybe_ids = st.none() | ids
-currencies = st.sampled_from(["USD", "EUR", "JPY"])
-# Mostly valid amounts (so sequences get far), some zero, negative or too precise.
-amounts = st.builds(
-    Money.of,
-    st.sampled_from(["7", "7", "25", "25", "12.50", "0", "-1", "0.005"]),
-    st.sampled_from(["USD", "USD", "USD", "EUR", "JPY"]),
+currencies = st.sampled_from(["USD", "USD", "EUR", "JPY", "KWD", "BHD"])
+"""Two, zero (JPY) and three (KWD, BHD) decimal places."""
+
+
+def _in_minor_units(lowest: int, highest: int, extra_places: int = 0) -> st.SearchStrategy[Money]:
+    """A count of minor units (of a tenth of one, with `extra_places`) in a drawn currency."""
+    return currencies.flatmap(
+        lambda currency: st.integers(min_value=lowest, max_value=highest).map(
+            lambda n: Money.of(Decimal(n).scaleb(-minor_unit(currency) - extra_places), currency)
+        )
+    )
+
+
+def _near_the_cap(extra_places: int = 0) -> st.SearchStrategy[Money]:
+    """Just under the single-amount cap, to the minor unit (or one digit past it)."""
+    return currencies.flatmap(
+        lambda currency: st.integers(min_value=1, max_value=1_000).map(
+            lambda n: Money.of(
+                MAX_ABS_AMOUNT - Decimal(n).scaleb(-minor_unit(currency) - extra_places), currency
+            )
+        )
+    )
+
+
+# Amounts that repeat (so duplicates meet), zero, refused ones (negative, too precise for
+# the currency), any count of minor units, and amounts just under the cap.
+amounts = st.one_of(
+    st.builds(Money.of, st.sampled_from(["7", "25", "12.50"]), currencies),
+    st.builds(Money.of, st.just("0"), currencies),
+    st.builds(Money.of, st.sampled_from(["-1", "0.005", "0.0005"]), currencies),
+    _in_minor_units(1, 10**7),
+    _in_minor_units(1, 10**7, extra_places=1),
+    _near_the_cap(),
+    _near_the_cap(extra_places=1),
 )
 methods = st.sampled_from(["cash", "check", "bank_transfer", "other"])
 references = st.none() | st.just("r1")
@@ -520,6 +551,16 @@ invoice_events = st.one_of(
         status=st.sampled_from(["pending", "closed"]),
         period_start=st.just(START),
         period_end=st.just(END),
+    ),
+    st.builds(
+        InvoiceFinalized,
+        invoice_id=ids,
+        currency=currencies,
+        issued_on=st.just(DAY),
+        lines=st.just([]),
+        total=st.one_of(amounts, st.builds(Money.of, st.just("1800000000000000.00"), currencies)),
+        rule_set_id=st.none(),
+        rule_set_version=st.none(),
     ),
     st.builds(InvoiceVoided, invoice_id=ids, reason=st.just("void")),
     st.builds(
@@ -638,6 +679,15 @@ def test_every_published_amount_is_positive_and_to_the_minor_unit(sequence: list
         ):
             assert event.amount.is_positive
             assert event.amount.rounded().model_dump_json() == event.amount.model_dump_json()
+
+
+@given(messages)
+def test_every_published_event_survives_the_wire(sequence: list[MessageData]) -> None:
+    """Consumers parse what payments publishes: nothing it sends would be dead-lettered."""
+    _, published = run(sequence)
+
+    for event in published:
+        assert type(event).model_validate_json(event.model_dump_json()) == event
 
 
 @given(messages)

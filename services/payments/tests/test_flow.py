@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -179,7 +180,9 @@ async def test_the_same_payment_twice_is_recorded_once(payments: ServiceSettings
     assert [e.data.payment_id for e in of_type(events, "PaymentRecorded", customer)] == ["p-dup", "p-next"]
     [rejected] = of_type(events, "CommandRejected", customer)
     assert rejected.data.code == "duplicate_payment_id" and rejected.data.command_id == str(other.id)
-    assert not [e for e in events if e.correlation_id == again.correlation_id]
+    [completed] = [e for e in events if e.correlation_id == again.correlation_id]  # nothing more recorded
+    assert completed.type == "CommandCompleted"
+    assert (completed.data.command_id, completed.data.outcome) == (str(again.id), "nothing_to_do")
     body = await read(payments, customer)
     assert [(p["payment_id"], p["amount"]) for p in body["payments"]] == [
         ("p-dup", "30.00"),
@@ -200,7 +203,9 @@ async def test_reversal(payments: ServiceSettings, kafka: KafkaProbe) -> None:
     rejected = await answer(kafka, unknown, "CommandRejected")
     assert rejected.data.code == "unknown_payment"
     events = await kafka.messages(topics.PAYMENTS_EVENTS)
-    assert not [e for e in events if e.correlation_id == twice.correlation_id]  # reversed once only
+    [completed] = [e for e in events if e.correlation_id == twice.correlation_id]  # reversed once only
+    assert completed.type == "CommandCompleted"
+    assert (completed.data.command_id, completed.data.outcome) == (str(twice.id), "nothing_to_do")
     [row] = (await read(payments, customer))["payments"]
     assert (row["status"], row["reason"]) == ("reversed", "bounced")
 
@@ -293,3 +298,44 @@ async def test_refund_saga(payments: ServiceSettings, kafka: KafkaProbe) -> None
 async def test_read_api_of_an_unknown_customer_is_empty(payments: ServiceSettings) -> None:
     body = await read(payments, "cus-nobody")
     assert body == {"customer_id": "cus-nobody", "payments": [], "deductions": [], "refunds": []}
+
+
+# -- input validation (issue 13): ids, dates, amounts --------------------------------------
+
+
+def tampered(command: Envelope[Any], **data: Any) -> bytes:
+    """The command's wire JSON with `data` fields replaced: what an upstream bug would send."""
+    document = json.loads(command.to_json())
+    document["data"].update(data)
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("invoice_id", "i" * 201, "at most 200 characters"),
+        ("invoice_id", "inv\x00-1", "must not contain the NUL character"),
+        ("payment_id", "p\n1", "must not contain control characters"),
+        ("received_on", "9999-12-15", "less than or equal to 2099-12-31"),
+        ("received_on", "0001-01-01", "greater than or equal to 2000-01-01"),
+        (
+            "amount",
+            {"amount": "1000000000000000.00", "currency": "USD"},
+            "smaller than 1,000,000,000,000,000",
+        ),
+        ("reference", "chk\x00", "must not contain the NUL character"),
+    ],
+)
+async def test_a_payment_with_a_bad_field_is_dead_lettered_naming_the_field(
+    payments: ServiceSettings, kafka: KafkaProbe, field: str, value: Any, reason: str
+) -> None:
+    customer = a_customer()
+    bad = cmd(payment("p-bad", "10.00"), customer)
+    await kafka.send(topics.PAYMENTS_COMMANDS, tampered(bad, **{field: value}), key=customer)
+    marker = await send(kafka, cmd(payment("p-good", "1.00"), customer))  # the consumer goes on
+
+    [dead] = await kafka.dead_letters(topics.PAYMENTS_COMMANDS, lambda d: d["key"] == customer)
+    assert field in dead["error"] and reason in dead["error"]
+    await answer(kafka, marker, "PaymentRecorded")
+    body = await read(payments, customer)
+    assert [p["payment_id"] for p in body["payments"]] == ["p-good"]

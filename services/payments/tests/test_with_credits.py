@@ -3,6 +3,7 @@ part (InvoiceFinalized on invoicing.events) and reads credits' ledger through it
 
 import asyncio
 import datetime as dt
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from tally_contracts.payments import (
     RefundCreditBalance,
     ReversePayment,
 )
+from tally_contracts.topics import dlq
 from tally_messaging.settings import ServiceSettings
 from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
 
@@ -175,6 +177,16 @@ async def payments_knows(stack: Stack, customer: str, invoice_id: str) -> None:
     raise AssertionError(f"payments never saw invoice {invoice_id}")
 
 
+def has_balance(currency: str, credit_balance: str) -> Callable[[Any], bool]:
+    """A check on credits' balances: the credit balance in `currency` is `credit_balance`."""
+
+    def check(body: Any) -> bool:
+        rows = {r["currency"]: r for r in body["balances"]}
+        return currency in rows and Decimal(rows[currency]["credit_balance"]) == Decimal(credit_balance)
+
+    return check
+
+
 async def test_payment_pays_the_invoice_it_names(stack: Stack, kafka: KafkaProbe) -> None:
     customer = a_customer()
     invoice_id = await post_invoice(kafka, customer, "40.00")
@@ -217,8 +229,10 @@ async def test_payment_before_its_invoice_is_parked_then_applied(stack: Stack, k
     command = await send(kafka, payment("p-early", "30.00", invoice_id), customer)
     recorded = await answer(kafka, command, "PaymentRecorded")  # payments does not wait for the invoice
     assert recorded.data.invoice_id == invoice_id
-    await asyncio.sleep(1)
-    await stack.until_balances(customer, "USD", "0", "0")  # parked: not credit balance
+    await send(kafka, payment("p-marker", "1.00", currency="EUR"), customer)  # marker, same key
+    body = await stack.until(stack.credits, f"/customers/{customer}/balances", has_balance("EUR", "1.00"))
+    assert not has_balance("USD", "30.00")(body)  # parked: not credit balance
+    assert [r["currency"] for r in body["balances"]] == ["EUR"]
 
     await post_invoice(kafka, customer, "50.00", invoice_id)
     view = await stack.until_due(customer, invoice_id, "20.00")
@@ -330,3 +344,45 @@ async def test_duplicate_commands_move_money_once(stack: Stack, kafka: KafkaProb
     assert len(of_type(events, "RefundRequested", customer)) == 1
     view = await stack.payments_view(customer, lambda b: [r["status"] for r in b["refunds"]] == ["recorded"])
     assert [p["payment_id"] for p in view["payments"]] == ["p-dup", "p-marker", "p-marker-2"]
+
+
+# -- amounts and sums past the single-amount cap (issue 13, D4) ------------------------------
+
+JUST_UNDER_AMOUNT = "999999999999999.99"
+
+
+async def dead_letters_of(kafka: KafkaProbe, topic: str, customer: str) -> list[dict[str, Any]]:
+    return [d for _, v in await kafka.raw(dlq(topic)) if (d := json.loads(v))["key"] == customer]
+
+
+async def test_a_grant_and_a_payment_past_the_amount_cap_are_dead_lettered_by_no_one(
+    stack: Stack, kafka: KafkaProbe
+) -> None:
+    """Found by the probe: the credit balance they make (> 10^15) was refused by every
+    consumer of credits.events (130 dead-lettered CreditBalanceChanged)."""
+    customer = a_customer()
+    grant = GrantCredit(
+        grant_id="m-big", kind="manual", amount=Money.of(JUST_UNDER_AMOUNT, "USD"), source="manual"
+    )
+    await send(kafka, grant, customer, topics.CREDITS_COMMANDS)
+    await answer(kafka, await send(kafka, payment("p-big", JUST_UNDER_AMOUNT), customer), "PaymentRecorded")
+    await stack.until_balances(customer, "USD", "0", "1999999999999999.98")
+
+    # marker: payments handles credits' answer to this refund after the balances above
+    ask = RefundCreditBalance(refund_id="r-marker", amount=Money.of("1.00", "USD"), method="cash")
+    recorded = await answer(kafka, await send(kafka, ask, customer), "RefundRecorded")
+    assert recorded.data.amount == Money.of("1.00", "USD")
+    assert await dead_letters_of(kafka, topics.CREDITS_EVENTS, customer) == []
+    await stack.until_balances(customer, "USD", "0", "1999999999999998.98")
+
+
+async def test_an_invoice_past_the_amount_cap_takes_a_payment(stack: Stack, kafka: KafkaProbe) -> None:
+    customer = a_customer()
+    invoice_id = await post_invoice(kafka, customer, "1800000000000000.00")
+    await stack.until_due(customer, invoice_id, "1800000000000000.00")
+    await payments_knows(stack, customer, invoice_id)
+
+    await send(kafka, payment("p-part", JUST_UNDER_AMOUNT, invoice_id), customer)
+
+    await stack.until_due(customer, invoice_id, "800000000000000.01")
+    assert await dead_letters_of(kafka, topics.INVOICING_EVENTS, customer) == []

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
+from tally_contracts.identifiers import Identifier
 from tally_contracts.money import Money, StrictDecimal
-
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-"""An id chosen by upstream systems: free text, kept to a sane size."""
 
 
 class MessageData(BaseModel):
@@ -56,9 +54,9 @@ class Line(BaseModel):
     quantity: StrictDecimal | None = Field(default=None, description="Quantity consumed.")
     unit_price: StrictDecimal | None = Field(default=None, description="Price per unit.")
     destination: str | None = Field(default=None, description="Destination prefix, e.g. 44.")
-    subscription_id: str | None = Field(default=None, description="Subscription billed.")
+    subscription_id: Identifier | None = Field(default=None, description="Subscription billed.")
     tax_code: str | None = Field(default=None, description="Tax code of an adjustment.")
-    rule_id: str | None = Field(default=None, description="Rule that made an adjustment.")
+    rule_id: Identifier | None = Field(default=None, description="Rule that made an adjustment.")
     late: bool = Field(default=False, description="Usage from an earlier, already closed period (extension).")
 
 
@@ -69,3 +67,17 @@ class CommandRejected(MessageData):
     command_type: str = Field(description="Type of the rejected command.")
     code: str = Field(description="Stable machine-readable code, e.g. unknown_invoice.")
     reason: str = Field(description="A sentence a person can act on.")
+
+
+class CommandCompleted(MessageData):
+    """A command was handled and changed nothing: its answer when it has no event of its own.
+
+    Every command is answered (an event, CommandRejected, or a dead letter), so a sender or an
+    auditor can tell "done, nothing to do" from "lost"."""
+
+    command_id: str = Field(description="Id of the command message.")
+    command_type: str = Field(description="Type of the command.")
+    outcome: str = Field(description="Stable machine-readable outcome, e.g. nothing_to_do.")
+
+
+__all__ = ["Command", "CommandCompleted", "CommandRejected", "Identifier", "Line", "LineKind", "MessageData"]

@@ -8,11 +8,11 @@ pydantic `ValidationError` that names the field.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any, Generic, TypeVar
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,10 +21,12 @@ from pydantic import (
     field_serializer,
     model_validator,
 )
-from pydantic_core import InitErrorDetails
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tally_contracts import credits, invoicing, payments, rules, usage  # noqa: F401  (registers)
 from tally_contracts.base import MessageData
+from tally_contracts.dates import BusinessInstant
+from tally_contracts.identifiers import Identifier, nul_in_strings
 
 D = TypeVar("D", bound=MessageData)
 MAX_MESSAGE_BYTES = 1_000_000
@@ -36,10 +38,12 @@ class Envelope(BaseModel, Generic[D]):
     id: uuid.UUID = Field(description="Unique per message; the idempotency key.")
     type: str = Field(description="Message type; selects the model of `data`.")
     version: int = Field(default=1, ge=1, le=1, description="Contract version.")
-    occurred_at: AwareDatetime = Field(description="When it happened (RFC 3339, UTC).")
-    customer_id: str | None = Field(description="Customer; null for configuration messages.", max_length=200)
-    correlation_id: str | None = Field(default=None, description="Id of the flow's first command.")
-    causation_id: str | None = Field(default=None, description="Id of the direct cause.")
+    occurred_at: BusinessInstant = Field(
+        description="When it happened (RFC 3339, UTC); its UTC date is a business date (2000-2099)."
+    )
+    customer_id: Identifier | None = Field(description="Customer; null for configuration messages.")
+    correlation_id: Identifier | None = Field(default=None, description="Id of the flow's first command.")
+    causation_id: Identifier | None = Field(default=None, description="Id of the direct cause.")
     data: SerializeAsAny[D] = Field(description="The message body.")
 
     @model_validator(mode="before")
@@ -109,11 +113,34 @@ class Envelope(BaseModel, Generic[D]):
 
 
 def parse_message(raw: bytes | str) -> Envelope[Any]:
-    """Parse one message value; raises `ValidationError` (or ValueError for size)."""
-    size = len(raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw)
-    if size > MAX_MESSAGE_BYTES:
-        raise ValueError(f"message of {size} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
-    return _ANY_ENVELOPE.model_validate_json(raw)
+    """Parse one message value; raises `ValidationError` (or ValueError for size).
+
+    NUL is refused in every string of the message (PostgreSQL stores none in `text` or
+    `jsonb`), with the error located at the field that holds it. JSON can only carry NUL
+    escaped, so a message without the text `\\u0000` is not walked.
+    """
+    data = raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(data)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+    if _ESCAPED_NUL in data:
+        _refuse_nul(data)
+    return _ANY_ENVELOPE.model_validate_json(data)
+
+
+_ESCAPED_NUL = b"\\u0000"
+
+
+def _refuse_nul(data: bytes) -> None:
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return  # not JSON: model_validate_json says why
+    where = nul_in_strings(document)
+    if where is not None:
+        error = PydanticCustomError("nul_character", "must not contain the NUL character")
+        raise ValidationError.from_exception_data(
+            "Envelope", [InitErrorDetails(type=error, loc=where, input="\\u0000")]
+        )
 
 
 _ANY_ENVELOPE = Envelope[Any]

@@ -2,6 +2,17 @@
 
 Rounding happens in one place, `Money.rounded()`, to the currency's minor unit with
 ROUND_HALF_EVEN. Arithmetic between two currencies raises `CurrencyMismatch`.
+
+On the wire a Money amount has at least its currency's minor unit of decimal places
+(`at_minor_unit`): a zero or a whole sum reads "0.00", never "0"; an amount with more
+places keeps them (nothing is rounded by writing it).
+
+Two caps keep hostile input out of the ledgers. A single amount (what a command or a
+usage carries: a charge, a fee, a grant, a payment, a refund) is below
+`MAX_ABS_AMOUNT`; sums (invoice subtotals and totals, balances, what is applied to an
+invoice) may grow past it, up to `MAX_ABS_TOTAL`. A domain that adds amounts checks
+the sum against `MAX_ABS_TOTAL` where it makes it, so no message carries a sum its
+consumers would refuse.
 """
 
 from __future__ import annotations
@@ -9,21 +20,51 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_serializer,
+)
 
 from tally_contracts.currencies import MINOR_UNITS, minor_unit
 
-# Bounds that keep hostile input out of the ledgers: 10^15 in any currency is more
-# than any invoice, and 12 decimal places are more than any unit price needs.
 MAX_ABS_AMOUNT = Decimal(10) ** 15
+"""A single amount, quantity, unit price or rate is smaller than this in absolute value.
+
+10^15 in any currency is more than any invoice line; `Amount` fields and
+`StrictDecimal` fields enforce it.
+"""
+
+MAX_ABS_TOTAL = Decimal(10) ** 18
+"""A sum (an invoice total, a credit balance, a grant, what was applied) is smaller than this.
+
+It leaves room for 1,000 amounts at the single-amount cap. Every `Money` on the wire
+respects it; the domains check it where they add amounts (`within_total_limit`).
+"""
+
 MAX_DECIMAL_PLACES = 12
+"""12 decimal places are more than any unit price needs."""
 
 
 class CurrencyMismatch(ValueError):
     """Two amounts in different currencies were combined."""
 
 
-def _strict_decimal(value: Any) -> Decimal:
+def within_amount_limit(amount: Decimal) -> bool:
+    """True when a single amount is below MAX_ABS_AMOUNT in absolute value."""
+    return amount.copy_abs() < MAX_ABS_AMOUNT  # copy_abs: no context, so no Overflow
+
+
+def within_total_limit(amount: Decimal) -> bool:
+    """True when a sum is below MAX_ABS_TOTAL in absolute value."""
+    return amount.copy_abs() < MAX_ABS_TOTAL
+
+
+def _decimal(value: Any, limit: Decimal) -> Decimal:
     if isinstance(value, (bool, float)):
         raise ValueError('must be a decimal string such as "12.50", not a float')
     if isinstance(value, int):
@@ -37,12 +78,33 @@ def _strict_decimal(value: Any) -> Decimal:
         raise ValueError('must be a decimal string such as "12.50"')
     if not value.is_finite():
         raise ValueError("must be a finite number")
-    if value.copy_abs() >= MAX_ABS_AMOUNT:  # copy_abs: no context, so no Overflow
-        raise ValueError(f"must be smaller than {MAX_ABS_AMOUNT:,} in absolute value")
+    if value.copy_abs() >= limit:  # copy_abs: no context, so no Overflow
+        raise ValueError(f"must be smaller than {limit:,} in absolute value")
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > MAX_DECIMAL_PLACES:
         raise ValueError(f"must have at most {MAX_DECIMAL_PLACES} decimal places")
     return value
+
+
+def at_minor_unit(amount: Decimal, currency: str) -> Decimal:
+    """`amount` with at least the currency's minor unit of decimal places: "0" → "0.00" in USD.
+
+    Only pads with zeros: an amount with more places than the minor unit keeps them.
+    """
+    places = minor_unit(currency)
+    sign, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int) or -exponent >= places:
+        return amount
+    # built digit by digit, not quantized: exact at any size, no context to overflow
+    return Decimal((sign, digits + (0,) * (exponent + places), -places))
+
+
+def _strict_decimal(value: Any) -> Decimal:
+    return _decimal(value, MAX_ABS_AMOUNT)
+
+
+def _total_decimal(value: Any) -> Decimal:
+    return _decimal(value, MAX_ABS_TOTAL)
 
 
 def _currency_code(value: Any) -> str:
@@ -56,17 +118,32 @@ StrictDecimal = Annotated[
     BeforeValidator(_strict_decimal),
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
 ]
-"""A Decimal that refuses floats, NaN and absurd sizes; a string on the wire."""
+"""A Decimal below MAX_ABS_AMOUNT that refuses floats, NaN and absurd sizes; a string on the wire."""
+
+TotalDecimal = Annotated[
+    Decimal,
+    BeforeValidator(_total_decimal),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+]
+"""As StrictDecimal, for sums: below MAX_ABS_TOTAL."""
 
 CurrencyCode = Annotated[str, BeforeValidator(_currency_code)]
 """An ISO 4217 alphabetic code such as "USD"."""
 
 
 class Money(BaseModel):
+    """An amount and its currency; a sum below MAX_ABS_TOTAL (a single amount: see `Amount`)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    amount: StrictDecimal = Field(description='Decimal amount as a string, e.g. "12.50".')
+    amount: TotalDecimal = Field(
+        description='Decimal amount as a string, e.g. "12.50"; below 10^18 in absolute value.'
+    )
     currency: CurrencyCode = Field(description="ISO 4217 currency code, e.g. USD.")
+
+    @field_serializer("amount", when_used="json")
+    def _amount_at_minor_unit(self, amount: Decimal) -> str:
+        return format(at_minor_unit(amount, self.currency), "f")
 
     @classmethod
     def of(cls, amount: Decimal | int | str, currency: str) -> Money:
@@ -74,7 +151,9 @@ class Money(BaseModel):
 
     @classmethod
     def zero(cls, currency: str) -> Money:
-        return cls(amount=Decimal(0), currency=currency)
+        """Zero at the currency's minor unit ("0.00" in USD), so a sum that starts from it
+        and an amount nothing was added to read like every other amount."""
+        return cls(amount=at_minor_unit(Decimal(0), currency), currency=currency)
 
     @classmethod
     def computed(cls, amount: Decimal, currency: str) -> Money:
@@ -151,3 +230,13 @@ class Money(BaseModel):
 
     def __str__(self) -> str:
         return f"{format(self.amount, 'f')} {self.currency}"
+
+
+def _single_amount(money: Money) -> Money:
+    if not within_amount_limit(money.amount):
+        raise ValueError(f"amount must be smaller than {MAX_ABS_AMOUNT:,} in absolute value")
+    return money
+
+
+Amount = Annotated[Money, AfterValidator(_single_amount)]
+"""Money that is one amount (a charge, fee, grant, payment, refund): below MAX_ABS_AMOUNT."""

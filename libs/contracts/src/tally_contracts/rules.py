@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tally_contracts.base import Command, Identifier, Line, MessageData
+from tally_contracts.base import Command, Line, MessageData
+from tally_contracts.identifiers import Identifier
 from tally_contracts.money import StrictDecimal
 
 TransactionType = Literal["subscription", "usage", "one_time"]
@@ -34,7 +35,7 @@ class ApplyTo(_Part):
     )
     transaction_type: TransactionType | None = Field(default=None, description="For that scope.")
     service: str | None = Field(default=None, description="For scope service.")
-    subscription_id: str | None = Field(default=None, description="For scope subscription.")
+    subscription_id: Identifier | None = Field(default=None, description="For scope subscription.")
 
 
 class Condition(_Part):
@@ -73,18 +74,18 @@ class AssignRuleSet(Command):
 
 
 class RuleSetChanged(MessageData):
-    rule_set_id: str = Field(description="Rule set id.")
+    rule_set_id: Identifier = Field(description="Rule set id.")
     name: str = Field(description="Display name.")
     version: int = Field(description="New version number.")
     is_default: bool = Field(description="Whether it is the default set.")
 
 
 class RuleSetAssigned(MessageData):
-    rule_set_id: str = Field(description="Rule set now assigned to the customer.")
+    rule_set_id: Identifier = Field(description="Rule set now assigned to the customer.")
 
 
 class InvoiceAdjusted(MessageData):
-    invoice_id: str = Field(description="Closed invoice evaluated.")
-    rule_set_id: str | None = Field(description="Rule set evaluated (null: none applies).")
+    invoice_id: Identifier = Field(description="Closed invoice evaluated.")
+    rule_set_id: Identifier | None = Field(description="Rule set evaluated (null: none applies).")
     rule_set_version: int | None = Field(description="Its version.")
     lines: list[Line] = Field(description="Adjustment lines; may be empty.")

@@ -3,7 +3,7 @@
 from typing import Final
 
 from tally_contracts import credits, invoicing, payments, rules, usage
-from tally_contracts.base import CommandRejected, MessageData
+from tally_contracts.base import CommandCompleted, CommandRejected, MessageData
 
 USAGE: Final = "usage"
 INVOICING_COMMANDS: Final = "invoicing.commands"
@@ -48,14 +48,18 @@ TOPIC_MESSAGES: Final[dict[str, frozenset[str]]] = {
         invoicing.InvoiceFinalized,
         invoicing.InvoiceVoided,
         invoicing.InvoiceStatusChanged,
+        invoicing.InvoiceCloseFailed,
         invoicing.PriceListChanged,
         invoicing.SubscriptionCreated,
         invoicing.SubscriptionCancelled,
         invoicing.ChargeAdded,
         CommandRejected,
+        CommandCompleted,
     ),
     RULES_COMMANDS: _types(rules.PutRuleSet, rules.AssignRuleSet),
-    RULES_EVENTS: _types(rules.RuleSetChanged, rules.RuleSetAssigned, rules.InvoiceAdjusted, CommandRejected),
+    RULES_EVENTS: _types(
+        rules.RuleSetChanged, rules.RuleSetAssigned, rules.InvoiceAdjusted, CommandRejected, CommandCompleted
+    ),
     CREDITS_COMMANDS: _types(
         credits.GrantCredit,
         credits.DeleteCreditEntry,
@@ -76,6 +80,7 @@ TOPIC_MESSAGES: Final[dict[str, frozenset[str]]] = {
         credits.InvoiceBalanceChanged,
         credits.CreditBalanceChanged,
         CommandRejected,
+        CommandCompleted,
     ),
     PAYMENTS_COMMANDS: _types(
         payments.RecordOfflinePayment,
@@ -91,6 +96,7 @@ TOPIC_MESSAGES: Final[dict[str, frozenset[str]]] = {
         payments.RefundRecorded,
         payments.RefundFailed,
         CommandRejected,
+        CommandCompleted,
     ),
 }
 

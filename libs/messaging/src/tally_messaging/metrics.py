@@ -24,3 +24,18 @@ CONSUMER_LAG = Gauge(
     "High watermark minus position, per partition.",
     ["service", "topic", "partition"],
 )
+CONSUMER_STALLED = Gauge(
+    "tally_consumer_stalled",
+    "1 while a consumer holds its partition because it cannot record a message's outcome.",
+    ["service", "topic"],
+)
+ENVELOPE_REFUSED = Counter(
+    "tally_envelope_refused_total",
+    "Messages dead-lettered by an envelope check (type_header, key, id_reused).",
+    ["service", "topic", "check"],
+)
+OUTBOX_SET_ASIDE = Counter(
+    "tally_outbox_set_aside_total",
+    "Outbox rows Kafka refused for good, moved to tally_outbox_rejected.",
+    ["service", "topic"],
+)

@@ -6,24 +6,49 @@ sends a batch with an idempotent producer (acks=all), waits for every ack, then 
 the batch. Per-key order holds because every handler transaction takes a per-key lock
 before writing (see `transaction.py`), so one key's rows get ids in commit order. A crash between send and delete re-sends: consumers drop the duplicate by
 message id in their inbox. LISTEN/NOTIFY wakes it at once; a poll covers missed wakes.
+
+One row never wedges the relay: a row Kafka refuses for good (too large for the topic,
+an invalid topic name) is tried once more on its own, then moved to
+`tally_outbox_rejected` with the reason (an alert log line and
+`tally_outbox_set_aside_total`), and the rows behind it flow. Rows after a failed one
+are sent again on the next round, so per-key order holds (the inbox drops the copies).
 """
 
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from tally_messaging import faults
 from tally_messaging.db import DbConnection
-from tally_messaging.metrics import OUTBOX_BACKLOG, RELAYED
+from tally_messaging.metrics import OUTBOX_BACKLOG, OUTBOX_SET_ASIDE, RELAYED
 
 log = structlog.get_logger()
 _RELAY_LOCK_KEY = 0x7A11_0002
 _POLL_SECONDS = 1.0
+
+REFUSED_FOR_GOOD: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    CorruptRecordException,
+    UnsupportedForMessageFormatError,
+)
+"""Kafka's answers about one record that no retry changes: the row is set aside."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,28 +143,77 @@ class OutboxRelay:
         return self._stopping.is_set()
 
     async def _relay_batch(self, conn: DbConnection, producer: AIOKafkaProducer) -> int:
+        """Publish the oldest rows; returns how many were published or set aside."""
+        backlog = int(await conn.fetchval("select count(*) from tally_outbox"))
+        OUTBOX_BACKLOG.labels(self._service).set(backlog)  # before sending: a stuck relay shows it
+        if not backlog:
+            return 0
         rows = await conn.fetch(
             "select id, topic, key, type, payload from tally_outbox order by id limit $1",
             self._batch_size,
         )
-        if not rows:
-            OUTBOX_BACKLOG.labels(self._service).set(0)
-            return 0
         faults.reach("relay_before_publish")
-        futures = [
-            await producer.send(
-                r["topic"],
-                value=bytes(r["payload"]),
-                key=r["key"].encode(),
-                headers=[("type", r["type"].encode())],
-            )
-            for r in rows
-        ]
-        await asyncio.gather(*futures)
+        sent = [await _send(producer, r) for r in rows]
+        outcomes = await asyncio.gather(*sent, return_exceptions=True)
         faults.reach("relay_before_delete")
+        failed = next((n for n, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)), None)
+        done = rows if failed is None else rows[:failed]  # later rows go again next round: order holds
         # Exact ids: a row with a smaller id may commit later (another key) and is still due.
-        await conn.execute("delete from tally_outbox where id = any($1::bigint[])", [r["id"] for r in rows])
-        RELAYED.labels(self._service).inc(len(rows))
-        backlog = await conn.fetchval("select count(*) from tally_outbox")
-        OUTBOX_BACKLOG.labels(self._service).set(backlog)
-        return len(rows)
+        await conn.execute("delete from tally_outbox where id = any($1::bigint[])", [r["id"] for r in done])
+        RELAYED.labels(self._service).inc(len(done))
+        if failed is not None:
+            error = outcomes[failed]
+            assert isinstance(error, BaseException)
+            if not isinstance(error, REFUSED_FOR_GOOD):
+                raise error
+            await self._publish_alone_or_set_aside(conn, producer, rows[failed])
+            done = rows[: failed + 1]
+        OUTBOX_BACKLOG.labels(self._service).set(max(backlog - len(done), 0))
+        return len(done)
+
+    async def _publish_alone_or_set_aside(
+        self, conn: DbConnection, producer: AIOKafkaProducer, row: asyncpg.Record
+    ) -> None:
+        """Send a refused row on its own (it may have shared a batch with the culprit); if
+        Kafka refuses it again, move it to `tally_outbox_rejected`."""
+        try:
+            await (await _send(producer, row))
+        except REFUSED_FOR_GOOD as exc:
+            reason = f"{type(exc).__name__}: {exc}".replace("\x00", "")[:2000]
+            async with conn.transaction():
+                await conn.execute(
+                    "insert into tally_outbox_rejected (id, topic, key, type, payload, created_at, reason)"
+                    " select id, topic, key, type, payload, created_at, $2 from tally_outbox where id = $1",
+                    row["id"],
+                    reason,
+                )
+                await conn.execute("delete from tally_outbox where id = $1", row["id"])
+            OUTBOX_SET_ASIDE.labels(self._service, row["topic"]).inc()
+            log.error(
+                "ALERT outbox row refused by Kafka; set aside in tally_outbox_rejected",
+                outbox_id=row["id"],
+                topic=row["topic"],
+                type=row["type"],
+                bytes=len(row["payload"]),
+                reason=reason,
+            )
+            return
+        await conn.execute("delete from tally_outbox where id = $1", row["id"])
+        RELAYED.labels(self._service).inc()
+
+
+async def _send(producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[Any]:
+    """Queue `row` for sending; its future fails with what Kafka answered. A record the
+    producer refuses before sending (over `max_request_size`) gets a failed future too."""
+    try:
+        queued: asyncio.Future[Any] = await producer.send(
+            row["topic"],
+            value=bytes(row["payload"]),
+            key=row["key"].encode(),
+            headers=[("type", row["type"].encode())],
+        )
+    except REFUSED_FOR_GOOD as exc:
+        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        refused.set_exception(exc)
+        return refused
+    return queued

@@ -1,10 +1,12 @@
 """A Tally service process: FastStream subscribers wired to exactly-once handlers, the
-outbox relay, migrations at start, and `/health` + `/metrics` over HTTP on 127.0.0.1."""
+outbox relay, migrations at start, `/health` + `/metrics` and the read API over HTTP on
+127.0.0.1. Start-up waits for PostgreSQL and Kafka (see `startup.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -21,11 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tally_contracts.identifiers import MAX_ID_LENGTH, has_control_character
 from tally_messaging.logs import configure_logging
 from tally_messaging.metrics import CONSUMER_LAG
 from tally_messaging.migrations import apply_migrations
 from tally_messaging.outbox import OutboxRelay
 from tally_messaging.processing import (
+    INFRASTRUCTURE_ERRORS,
     BatchHandler,
     Handler,
     RecordProcessor,
@@ -33,8 +37,9 @@ from tally_messaging.processing import (
     TopicRoute,
 )
 from tally_messaging.settings import DEFAULT_PORTS, ServiceSettings
-from tally_messaging.topic_admin import ensure_topics
-from tally_messaging.transaction import RawRecord
+from tally_messaging.startup import DATABASE_UNAVAILABLE, KAFKA_UNAVAILABLE, Startup, StartupTimedOut
+from tally_messaging.topic_admin import create_missing_topics
+from tally_messaging.transaction import RawRecord, describe_exception
 
 log = structlog.get_logger()
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -63,6 +68,7 @@ class Service:
         self._stopping = False
         self._subscribers: list[tuple[str, Any]] = []
         self._lag_task: asyncio.Task[None] | None = None
+        self._startup = Startup(self.settings.startup_timeout_seconds)
         self.http_port = self.settings.http_port or DEFAULT_PORTS.get(name, 8080)
 
     # -- declaring -------------------------------------------------------------------
@@ -103,11 +109,39 @@ class Service:
         return register
 
     def get(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        """Register a read endpoint behind the read API's rules (see `_read_endpoint`)."""
+
         def register(endpoint: Endpoint) -> Endpoint:
-            self.http_routes.append(Route(path, endpoint, methods=["GET"]))
+            self.http_routes.append(Route(path, self._read_endpoint(path, endpoint), methods=["GET"]))
             return endpoint
 
         return register
+
+    def _read_endpoint(self, path: str, endpoint: Endpoint) -> Endpoint:
+        """`endpoint` with the rules every read route shares: each path parameter is an id
+        (400 with a reason when it holds a control character or is over `MAX_ID_LENGTH`,
+        before it reaches the database, which refuses NUL); 503 while starting or while
+        the database is unreachable; any other failure a short JSON 500, the traceback
+        in the log only."""
+
+        @functools.wraps(endpoint)
+        async def read(request: Request) -> Response:
+            for name, value in request.path_params.items():
+                problem = _id_problem(name, value)
+                if problem is not None:
+                    return JSONResponse({"error": problem, "parameter": name}, status_code=400)
+            if not self._startup.ready:
+                return JSONResponse({"error": "starting; retry later"}, status_code=503)
+            try:
+                return await endpoint(request)
+            except INFRASTRUCTURE_ERRORS as exc:
+                log.warning("read endpoint unavailable", route=path, error=describe_exception(exc))
+                return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
+            except Exception:
+                log.exception("read endpoint failed", route=path)
+                return JSONResponse({"error": "internal error"}, status_code=500)
+
+        return read
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -118,22 +152,48 @@ class Service:
     # -- running ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """HTTP first, so `/health` answers 503 "starting" with what is awaited; then the
+        database (pool + migrations) and Kafka (topics, then the broker), each retried with
+        backoff for up to `startup_timeout_seconds` (StartupTimedOut after that)."""
         s = self.settings
-        dsn = s.dsn(self.name)
-        self._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=s.pool_max_size)
-        async with self._pool.acquire() as conn:
-            await apply_migrations(conn, "tally_messaging", "sql")
-            await apply_migrations(conn, self.migrations_package)
-        await ensure_topics(s.kafka_bootstrap, s.topic_prefix)
-        self._relay = OutboxRelay(self.name, dsn, s.kafka_bootstrap, s.relay_batch_size)
+        self._startup.begin()
+        await self._start_http()
+        self._pool = await self._startup.wait_for("database", self._open_database, DATABASE_UNAVAILABLE)
+        await self._startup.wait_for(
+            "kafka", lambda: create_missing_topics(s.kafka_bootstrap, s.topic_prefix), KAFKA_UNAVAILABLE
+        )
+        self._relay = OutboxRelay(self.name, s.dsn(self.name), s.kafka_bootstrap, s.relay_batch_size)
         self._relay.start()
         self._broker = KafkaBroker(s.kafka_bootstrap, client_id=self.name, logger=None)
         for route in self.routes.values():
             self._subscribe(route)
-        await self._broker.start()
-        await self._start_http()
+        await self._startup.wait_for("kafka", self._start_broker, KAFKA_UNAVAILABLE)
+        self._startup.done()
         self._lag_task = asyncio.create_task(self._measure_lag())
         log.info("service started", http_port=self.http_port, topics=list(self.routes))
+
+    async def _open_database(self) -> asyncpg.Pool:
+        """A pool on the service's database, migrated (the runtime's tables, then its own)."""
+        s = self.settings
+        pool = await asyncpg.create_pool(s.dsn(self.name), min_size=1, max_size=s.pool_max_size, timeout=10)
+        try:
+            async with pool.acquire() as conn:
+                await apply_migrations(conn, "tally_messaging", "sql")
+                await apply_migrations(conn, self.migrations_package)
+        except BaseException:
+            pool.terminate()
+            raise
+        return pool
+
+    async def _start_broker(self) -> None:
+        """Start the consumers; a failed start is undone so that the next attempt is clean."""
+        assert self._broker is not None
+        try:
+            await self._broker.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._broker.stop()
+            raise
 
     def _subscribe(self, route: TopicRoute) -> None:
         assert self._broker is not None and self._pool is not None
@@ -163,12 +223,17 @@ class Service:
             raw = msg.raw_message
             consumer_records = raw if isinstance(raw, tuple) else (raw,)
             records = [
-                RawRecord(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in consumer_records
+                RawRecord(r.topic, r.partition, r.offset, r.key, r.value or b"", tuple(r.headers or ()))
+                for r in consumer_records
             ]
             try:
                 await processor.process(records)
             except Stopping:
                 await msg.nack()  # not committed: redelivered after restart
+                return
+            except Exception as exc:  # escaping, FastStream would drop it and the next ack commit past it
+                await processor.hold(records, exc)
+                await msg.nack()  # rewound to the batch's first records: it comes again
                 return
             await msg.ack()
 
@@ -200,6 +265,8 @@ class Service:
             await asyncio.sleep(0.02)
 
     async def _health(self, request: Request) -> Response:
+        if not self._startup.ready:
+            return JSONResponse({"service": self.name, **self._startup.status()}, status_code=503)
         checks: dict[str, bool] = {}
         try:
             checks["database"] = await self.pool.fetchval("select true", timeout=2) is True
@@ -207,11 +274,13 @@ class Service:
             checks["database"] = False
         checks["relay"] = self._relay is not None and self._relay.running and self._relay.healthy
         checks["kafka"] = self._broker is not None and await self._broker.ping(timeout=2)
+        stalled = {topic: route.stall for topic, route in self.routes.items() if route.stall}
+        checks["consumers"] = not stalled
         ok = all(checks.values()) and not self._stopping
-        return JSONResponse(
-            {"service": self.name, "status": "ok" if ok else "unhealthy", "checks": checks},
-            status_code=200 if ok else 503,
-        )
+        body: dict[str, Any] = {"service": self.name, "status": "ok" if ok else "unhealthy", "checks": checks}
+        if stalled:
+            body["stalled"] = stalled  # topic -> "topic[partition]@offset: error"
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def _measure_lag(self) -> None:
         """Consumer lag per partition (high watermark − position), every few seconds."""
@@ -233,7 +302,10 @@ class Service:
         if self._lag_task is not None:
             self._lag_task.cancel()
         if self._broker is not None:
-            await self._broker.stop()
+            try:
+                await self._broker.stop()
+            except Exception as exc:  # e.g. stopped before it ever connected
+                log.warning("broker stop failed", error=describe_exception(exc))
         if self._relay is not None:
             await self._relay.stop()
         if self._server is not None:
@@ -246,18 +318,44 @@ class Service:
         log.info("service stopped")
 
     async def run_until_signal(self) -> None:
+        """Start, run until SIGTERM/SIGINT, stop. A signal during start-up ends the wait;
+        a start-up that gives up stops what it started and raises StartupTimedOut."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        await stop.wait()
-        await self.stop()
+        starting = asyncio.create_task(self.start(), name=f"{self.name}-start")
+        signalled = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if starting in done:
+                starting.result()
+                await signalled
+        finally:
+            for task in (starting, signalled):
+                task.cancel()
+            await asyncio.gather(starting, signalled, return_exceptions=True)
+            await self.stop()
 
     def main(self) -> None:
-        """Process entry point: logging, then run until SIGTERM/SIGINT."""
+        """Process entry point: logging, then run until SIGTERM/SIGINT; exit 1 when
+        start-up gave up (the reason is logged)."""
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)
-        asyncio.run(self.run_until_signal())
+        try:
+            asyncio.run(self.run_until_signal())
+        except StartupTimedOut:
+            raise SystemExit(1) from None
+
+
+def _id_problem(name: str, value: object) -> str | None:
+    """Why a path parameter cannot be an id, or None when it can."""
+    if not isinstance(value, str):
+        return None
+    if has_control_character(value):
+        return f"{name} must not contain control characters (NUL, newline, ...)"
+    if len(value) > MAX_ID_LENGTH:
+        return f"{name} is {len(value)} characters long; an id has at most {MAX_ID_LENGTH}"
+    return None
 
 
 def _raw_body(msg: Any) -> Any:

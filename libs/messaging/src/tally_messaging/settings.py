@@ -1,5 +1,6 @@
 """Service settings from the environment (pydantic-settings), prefix TALLY_."""
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +20,10 @@ class ServiceSettings(BaseSettings):
     batch_max_records: int = 2000
     relay_batch_size: int = 1000
     pool_max_size: int = 10
+    startup_timeout_seconds: float = Field(default=300.0, gt=0)
+    """How long start-up waits for PostgreSQL and Kafka (retrying with backoff, `/health`
+    answering 503 meanwhile) before the process gives up and exits 1. The default covers a
+    database restart or a broker election with room to spare."""
     log_level: str = "INFO"
     log_json: bool | None = None
     """None: JSON unless stdout is a terminal."""

@@ -1,12 +1,40 @@
 """Creating the project's topics with explicit partition counts (idempotent)."""
 
-import contextlib
-
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from tally_contracts.topics import ALL_TOPICS_WITH_DLQ, PARTITIONS
+
+
+async def create_missing_topics(
+    bootstrap: str,
+    prefix: str = "",
+    names: tuple[str, ...] = ALL_TOPICS_WITH_DLQ,
+    partitions: int = PARTITIONS,
+) -> list[str]:
+    """Create every missing topic, once; returns the names created.
+
+    Raises a KafkaError when the broker cannot be reached or refuses a topic for a
+    reason other than "already exists" (e.g. no controller yet during an election):
+    the broker answers such errors inside its response, so they are raised here.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [f"{prefix}{n}" for n in names if f"{prefix}{n}" not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+            )
+            for topic, code, *_ in response.topic_errors:
+                error = for_code(code)
+                if code != 0 and error is not TopicAlreadyExistsError:
+                    raise error(f"creating topic {topic}")
+        return missing
+    finally:
+        await admin.close()
 
 
 async def ensure_topics(
@@ -14,27 +42,17 @@ async def ensure_topics(
     prefix: str = "",
     names: tuple[str, ...] = ALL_TOPICS_WITH_DLQ,
     partitions: int = PARTITIONS,
+    give_up_after_seconds: float = 60,
 ) -> None:
     """Create every missing topic. Retries while the broker is still starting."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type((KafkaConnectionError, KafkaError, OSError)),
         wait=wait_exponential(multiplier=0.2, max=2),
-        stop=stop_after_delay(60),
+        stop=stop_after_delay(give_up_after_seconds),
         reraise=True,
     ):
         with attempt:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-            await admin.start()
-            try:
-                existing = set(await admin.list_topics())
-                missing = [f"{prefix}{n}" for n in names if f"{prefix}{n}" not in existing]
-                if missing:
-                    with contextlib.suppress(TopicAlreadyExistsError):
-                        await admin.create_topics(
-                            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
-                        )
-            finally:
-                await admin.close()
+            await create_missing_topics(bootstrap, prefix, names, partitions)
 
 
 def main() -> None:

@@ -3,18 +3,16 @@ the ways to answer (publish, reject, dead-letter), all written to the outbox."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import json
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tally_contracts import CommandRejected, Envelope, MessageData
-from tally_contracts.topics import dlq
 from tally_messaging.db import DbConnection
+from tally_messaging.dead_letters import dead_letter_row
 from tally_messaging.outbox import OutboxRow, write_outbox
 
 
@@ -47,42 +45,23 @@ class RawRecord:
     offset: int
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     def synthetic_id(self) -> uuid.UUID:
         """A stable id for a record that has none of its own (it did not parse)."""
         return uuid.uuid5(uuid.NAMESPACE_URL, f"kafka:{self.topic}/{self.partition}/{self.offset}")
 
+    def header(self, name: str) -> bytes | None:
+        """The last value of header `name`, or None."""
+        found = None
+        for key, value in self.headers:
+            if key == name:
+                found = value
+        return found
 
-MAX_DEAD_LETTER_RAW_BYTES = 256 * 1024
-"""A dead letter keeps at most this much of the original value: a hostile message must not
-make a dead letter Kafka refuses (that would block the outbox behind it)."""
-
-
-def dead_letter_row(record: RawRecord, error: str, consumer: str) -> OutboxRow:
-    raw: Any
-    if len(record.value) > MAX_DEAD_LETTER_RAW_BYTES:
-        raw = {  # not text, so `tally replay` will not re-publish a fragment
-            "truncated": record.value[:MAX_DEAD_LETTER_RAW_BYTES].decode(errors="replace"),
-            "bytes": len(record.value),
-            "sha256": hashlib.sha256(record.value).hexdigest(),
-        }
-    else:
-        try:
-            raw = record.value.decode()
-        except UnicodeDecodeError:
-            raw = {"hex": record.value.hex()}
-    body = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "key": record.key.decode(errors="replace") if record.key else None,
-        "consumer": consumer,
-        "error": error,
-        "failed_at": dt.datetime.now(dt.UTC).isoformat(),
-        "raw": raw,
-    }
-    key = record.key.decode(errors="replace") if record.key else f"{record.partition}/{record.offset}"
-    return OutboxRow(dlq(record.topic), key, "DeadLetter", json.dumps(body, ensure_ascii=False).encode())
+    def body_digest(self) -> bytes:
+        """SHA-256 of the value as received: tells a redelivery from a reused message id."""
+        return hashlib.sha256(self.value).digest()
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -98,6 +77,13 @@ class Transaction:
     events_topic: str
     topic_prefix: str
     _rows: list[OutboxRow] = field(default_factory=list)
+    dead_lettered: list[RawRecord] = field(default_factory=list)
+    """Records dead-lettered in this transaction: the runtime settles them at the end (see
+    `settle_dead_lettered`), so that a replay of the same message (fixed cause, same id)
+    is handled while a redelivery of the same offset stays a duplicate."""
+    answered: set[uuid.UUID] = field(default_factory=set)
+    """Ids of the messages this transaction published something for on its own events
+    topic: a command not among them gets CommandCompleted from the runtime."""
 
     def publish(
         self,
@@ -109,9 +95,12 @@ class Transaction:
     ) -> Envelope[Any]:
         """Publish `data` as caused by `cause` (correlation copied) on `topic` (default: own events)."""
         out = cause.reply(data, customer_id=customer_id)
+        target = self.topic_prefix + topic if topic else self.events_topic
+        if target == self.events_topic:
+            self.answered.add(cause.id)
         self._rows.append(
             OutboxRow(
-                topic=self.topic_prefix + topic if topic else self.events_topic,
+                topic=target,
                 key=message_key(out),
                 type=out.type,
                 payload=out.to_json(),
@@ -127,9 +116,12 @@ class Transaction:
 
     def dead_letter(self, record: RawRecord, error: str) -> None:
         self._rows.append(dead_letter_row(record, error, self.consumer))
+        self.dead_lettered.append(record)
 
     def discard(self) -> None:
         self._rows.clear()
+        self.dead_lettered.clear()
+        self.answered.clear()
 
     async def flush(self) -> None:
         await write_outbox(self.conn, self._rows)
@@ -146,17 +138,76 @@ class Transaction:
         )
 
 
-async def claim_inbox(conn: DbConnection, consumer: str, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    """Record `ids` as handled by `consumer`; returns those not handled before.
-
-    PostgreSQL answers with the ids that were already there (usually none), not with
-    every id inserted: on a batch of thousands that saves decoding thousands of rows."""
-    wanted = set(ids)
-    seen_before = await conn.fetchval(
-        "with claimed as (insert into tally_inbox (consumer, message_id) select $1, unnest($2::uuid[])"
-        " on conflict do nothing returning message_id)"
-        " select array(select unnest($2::uuid[]) except select message_id from claimed)",
+async def settle_dead_lettered(
+    conn: DbConnection, consumer: str, message_ids: list[uuid.UUID], records: list[RawRecord]
+) -> None:
+    """Dead-lettered messages were not applied: forget their ids, so that `tally replay` of
+    one (same id, new offset) is handled; and claim their records' synthetic ids, so that
+    a redelivery of the same offset (a crash before the offset commit) stays a duplicate
+    instead of a second dead letter. One statement."""
+    await conn.execute(
+        "with released as (delete from tally_inbox where consumer = $1 and message_id = any($2::uuid[]))"
+        " insert into tally_inbox (consumer, message_id)"
+        " select $1, unnest($3::uuid[]) on conflict do nothing",
         consumer,
-        list(wanted),
+        message_ids,
+        [r.synthetic_id() for r in records],
     )
-    return wanted.difference(seen_before)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxClaim:
+    fresh: set[uuid.UUID]
+    """Not handled before: handle them."""
+    seen: dict[uuid.UUID, bytes | None]
+    """Handled before, with the body digest stored then (None: not known)."""
+    settled: set[uuid.UUID] = field(default_factory=set)
+    """Synthetic ids of the records (offsets) dead-lettered before: skip them as duplicates."""
+
+    def reused(self, message_id: uuid.UUID, digest: bytes | None) -> bool:
+        """True when `message_id` was handled before with another body: a reused id, not a
+        redelivery. A row stored without a digest counts as the same body."""
+        stored = self.seen.get(message_id)
+        return stored is not None and digest is not None and stored != digest
+
+
+async def claim_inbox(
+    conn: DbConnection,
+    consumer: str,
+    messages: Iterable[tuple[uuid.UUID, bytes | None]],
+    records: Sequence[RawRecord] | None = None,
+) -> InboxClaim:
+    """Record each (id, body digest) as handled by `consumer`, in one round trip.
+
+    PostgreSQL answers only with the ids that were already there (usually none) and
+    their stored digests: on a batch of thousands that saves decoding thousands of rows.
+    An id twice in `messages` is claimed once, with its first digest.
+
+    With `records` (one per message, same order), a message whose record was dead-lettered
+    before (its synthetic id is in the inbox, see `settle_dead_lettered`) is not claimed:
+    its record's synthetic id comes back in `settled` instead."""
+    wanted = list(messages)
+    ids = [m[0] for m in wanted]
+    record_ids = [r.synthetic_id() for r in records] if records is not None else [None] * len(ids)
+    rows = await conn.fetch(
+        "with wanted as (select * from unnest($2::uuid[], $3::bytea[], $4::uuid[])"
+        "  as w (message_id, body_digest, record_id)),"
+        " settled as (select w.record_id from wanted w"
+        "  join tally_inbox t on t.consumer = $1 and t.message_id = w.record_id),"
+        " todo as (select * from wanted w"
+        "  where not exists (select from settled s where s.record_id = w.record_id)),"
+        " claimed as (insert into tally_inbox (consumer, message_id, body_digest)"
+        "  select $1, message_id, body_digest from todo on conflict do nothing returning message_id)"
+        " select distinct w.message_id, t.body_digest, null::uuid as settled"
+        " from todo w left join tally_inbox t on t.consumer = $1 and t.message_id = w.message_id"
+        " where not exists (select from claimed c where c.message_id = w.message_id)"
+        " union all select null, null, record_id from settled",
+        consumer,
+        ids,
+        [m[1] for m in wanted],
+        record_ids,
+    )
+    settled = {r["settled"] for r in rows if r["settled"] is not None}
+    seen = {r["message_id"]: r["body_digest"] for r in rows if r["settled"] is None}
+    fresh = {m for m, r in zip(ids, record_ids, strict=True) if r not in settled}.difference(seen)
+    return InboxClaim(fresh=fresh, seen=seen, settled=settled)

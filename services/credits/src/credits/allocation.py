@@ -4,15 +4,18 @@ where the contract has one, one event.
 
 Rules enforced here:
 
-- **Sources**, in order: promotional grants usable on the cause's date (soonest last day
-  first, a grant that never expires last, then the oldest grant), then the credit-balance
-  lots (oldest first).
+- **Sources**, in order: promotional grants usable on the invoice's issue date (its
+  `issued_on` on or before the grant's last day, whatever order the messages came in),
+  by priority (1 first, none as 50), then soonest last day (a grant that never expires
+  last), then the oldest grant; then the credit-balance lots (oldest first).
 - **Targets**: posted invoices with an amount due, in the source's currency, oldest first
   (`Invoice.order`); each gets min(available, amount due). Credit never crosses
   currencies and never exceeds what is due; credits only knows posted invoices, so a
   pending invoice is never paid.
+- **Scope**: a scoped grant pays only the invoice's lines in its scope, never more than
+  the invoice's amount due (`credits.scoping`).
 - **Held sources**: a grant made with `apply_to_existing: false` pays only invoices
-  posted after it, until an ApplyCredits lifts the hold.
+  posted after it, until an ApplyCredits lifts the hold (or names one invoice for it).
 - **Debts first**: a negative lot (what a reversal could not take back) is settled from
   the rest of the credit balance, oldest lot first, before anything pays an invoice.
 - **Settling**: every operation ends by settling debts and applying credit in each
@@ -27,8 +30,18 @@ from dataclasses import replace
 from typing import Literal
 
 from credits.change import Change, Outcome
-from credits.customer import Application, CreditLot, Invoice, Payment, PromotionalGrant, SourceType, total_of
+from credits.customer import (
+    Application,
+    CreditLot,
+    Invoice,
+    LinePart,
+    Payment,
+    PromotionalGrant,
+    SourceType,
+    total_of,
+)
 from credits.ledger import EXPIRED, balance_account, invoice_account, payment_account, promo_account
+from credits.scoping import scoped_parts
 from tally_contracts import Money
 from tally_contracts.credits import CreditApplied, CreditReleased
 
@@ -36,7 +49,12 @@ ReleasedTo = Literal["promotional", "credit_balance", "expired", "payment_revers
 
 
 def apply_source(
-    change: Change, invoice: Invoice, source_type: SourceType, source_id: str, amount: Money
+    change: Change,
+    invoice: Invoice,
+    source_type: SourceType,
+    source_id: str,
+    amount: Money,
+    lines: tuple[LinePart, ...] = (),
 ) -> None:
     """Pay `amount` of `invoice` from one source; the caller has checked it is available and due."""
     if source_type == "promotional":
@@ -49,7 +67,9 @@ def apply_source(
         account = balance_account(source_id)
     else:
         account = payment_account(source_id)
-    application = Application(change.new_id(), invoice.invoice_id, source_type, source_id, amount)
+    application = Application(
+        change.new_id(), invoice.invoice_id, source_type, source_id, amount, lines=lines
+    )
     change.add_application(application)
     change.post(
         f"apply {source_type} {source_id} to invoice {invoice.invoice_id}",
@@ -213,36 +233,67 @@ def allocate_payment(change: Change, payment: Payment) -> None:
 
 def allocate(change: Change, currency: str) -> None:
     """Apply available credit to open invoices in one currency, by the rules above."""
-    if not usable_grants(change, currency, change.cause.on) and not positive_lots(change, currency):
+    if not credit_left(change, currency):
         return  # nothing to apply (sources only shrink below): skip the walk over every invoice
     invoices = sorted(
         (i for i in change.invoices.values() if i.currency == currency and change.amount_due(i).is_positive),
         key=lambda i: (i.order, i.seq),
     )
     for invoice in invoices:
-        for source_type, source_id in eligible_sources(change, invoice):
-            due = change.amount_due(invoice)
-            if due.is_zero:
-                break
-            if source_type == "promotional":
-                available = change.grants[source_id].remaining
-            else:
-                available = change.lots[source_id].remaining
-            apply_source(change, invoice, source_type, source_id, available.min(due))
+        pay_from(change, invoice, eligible_sources(change, invoice))
 
 
-def eligible_sources(change: Change, invoice: Invoice) -> list[tuple[SourceType, str]]:
+def pay_from(
+    change: Change, invoice: Invoice, sources: list[tuple[SourceType, str]], most: Money | None = None
+) -> Money:
+    """Pay `invoice` from `sources` in order, each as much as it has, as is due (in its
+    scope) and as is left of `most`; return what was applied."""
+    applied = Money.zero(invoice.currency)
+    for source_type, source_id in sources:
+        due = change.amount_due(invoice)
+        if most is not None:
+            due = due.min(most - applied)
+        if not due.is_positive:
+            break
+        parts: tuple[LinePart, ...] = ()
+        if source_type == "promotional":
+            grant = change.grants[source_id]
+            amount = grant.remaining.min(due)
+            if grant.scope is not None:
+                parts = scoped_parts(change, invoice, grant.scope, amount)
+                amount = total_of((p.amount for p in parts), invoice.currency)
+        else:
+            amount = change.lots[source_id].remaining.min(due)
+        if amount.is_positive:
+            apply_source(change, invoice, source_type, source_id, amount, parts)
+            applied = applied + amount
+    return applied
+
+
+def eligible_sources(
+    change: Change, invoice: Invoice, *, held_too: bool = False
+) -> list[tuple[SourceType, str]]:
+    """The sources that may pay `invoice`, in the order they are spent. A held source (made
+    after the invoice with apply_to_existing: false) only when `held_too`."""
     sources: list[tuple[SourceType, str]] = [
         ("promotional", grant.grant_id)
-        for grant in usable_grants(change, invoice.currency, change.cause.on)
-        if grant.first_eligible_seq <= invoice.seq
+        for grant in usable_grants(change, invoice.currency, invoice.issued_on)
+        if held_too or grant.first_eligible_seq <= invoice.seq
     ]
     sources += [
         ("credit_balance", lot.lot_id)
         for lot in positive_lots(change, invoice.currency)
-        if lot.first_eligible_seq <= invoice.seq
+        if held_too or lot.first_eligible_seq <= invoice.seq
     ]
     return sources
+
+
+def credit_left(change: Change, currency: str) -> bool:
+    """Any promotional credit (usable on some day) or positive credit balance in `currency`."""
+    return any(
+        g.status == "active" and g.currency == currency and g.remaining.is_positive
+        for g in change.grants.values()
+    ) or bool(positive_lots(change, currency))
 
 
 def settle(change: Change, also: Iterable[str] = ()) -> None:
@@ -252,7 +303,8 @@ def settle(change: Change, also: Iterable[str] = ()) -> None:
 
 
 def usable_grants(change: Change, currency: str, day: dt.date) -> list[PromotionalGrant]:
-    """Active grants with credit left and not past their last day, in the order they are spent."""
+    """Active grants with credit left and usable on `day`, in the order they are spent
+    (`PromotionalGrant.burn_order`)."""
     return sorted(
         (
             g
@@ -262,7 +314,7 @@ def usable_grants(change: Change, currency: str, day: dt.date) -> list[Promotion
             and g.remaining.is_positive
             and g.usable_on(day)
         ),
-        key=lambda g: (g.expires_at is None, g.expires_at or dt.date.max, g.seq),
+        key=lambda g: g.burn_order,
     )
 
 

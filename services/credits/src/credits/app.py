@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from credits import handlers
+from credits.customer import Application
 from credits.store import CreditsStore, EntryRow, InvoiceRow, amount_text
 from tally_contracts import credits, invoicing, payments, topics
 from tally_messaging import Service, ServiceSettings
@@ -42,8 +43,8 @@ def build(settings: ServiceSettings | None = None) -> Service:
         balances = [
             {
                 "currency": r.currency,
-                "promotional": amount_text(r.promotional),
-                "credit_balance": amount_text(r.credit_balance),
+                "promotional": amount_text(r.promotional, r.currency),
+                "credit_balance": amount_text(r.credit_balance, r.currency),
             }
             for r in rows
         ]
@@ -53,8 +54,14 @@ def build(settings: ServiceSettings | None = None) -> Service:
     async def customer_invoices(request: Request) -> Response:
         customer_id = request.path_params["customer_id"]
         async with service.pool.acquire() as conn:
-            rows = await CreditsStore(conn).invoices(customer_id)
-        return JSONResponse({"customer_id": customer_id, "invoices": [_invoice_json(r) for r in rows]})
+            store = CreditsStore(conn)
+            rows = await store.invoices(customer_id)
+            applications = await store.active_applications(customer_id)
+        paying: dict[str, list[dict[str, str]]] = {}
+        for a in applications:
+            paying.setdefault(a.invoice_id, []).append(_application_json(a))
+        invoices = [_invoice_json(r, paying.get(r.invoice_id, [])) for r in rows]
+        return JSONResponse({"customer_id": customer_id, "invoices": invoices})
 
     @service.get("/customers/{customer_id}/ledger")
     async def customer_ledger(request: Request) -> Response:
@@ -66,18 +73,28 @@ def build(settings: ServiceSettings | None = None) -> Service:
     return service
 
 
-def _invoice_json(invoice: InvoiceRow) -> dict[str, Any]:
+def _application_json(application: Application) -> dict[str, str]:
+    return {
+        "application_id": application.application_id,
+        "source_type": application.source_type,
+        "source_id": application.source_id,
+        "amount": amount_text(application.amount.amount, application.amount.currency),
+    }
+
+
+def _invoice_json(invoice: InvoiceRow, applications: list[dict[str, str]]) -> dict[str, Any]:
     return {
         "invoice_id": invoice.invoice_id,
         "currency": invoice.currency,
         "status": invoice.status,
         "issued_on": invoice.issued_on.isoformat() if invoice.issued_on else None,
         "regenerated_from": invoice.regenerated_from,
-        "total": amount_text(invoice.total),
-        "credits_applied": amount_text(invoice.credits_applied),
-        "payments_applied": amount_text(invoice.payments_applied),
-        "applied": amount_text(invoice.credits_applied + invoice.payments_applied),
-        "amount_due": amount_text(invoice.amount_due),
+        "total": amount_text(invoice.total, invoice.currency),
+        "credits_applied": amount_text(invoice.credits_applied, invoice.currency),
+        "payments_applied": amount_text(invoice.payments_applied, invoice.currency),
+        "applied": amount_text(invoice.credits_applied + invoice.payments_applied, invoice.currency),
+        "amount_due": amount_text(invoice.amount_due, invoice.currency),
+        "applications": applications,
     }
 
 
@@ -92,7 +109,7 @@ def _entry_json(entry: EntryRow) -> dict[str, Any]:
         },
         "recorded_at": entry.recorded_at.isoformat(),
         "postings": [
-            {"account": p.account, "amount": amount_text(p.amount), "currency": p.currency}
+            {"account": p.account, "amount": amount_text(p.amount, p.currency), "currency": p.currency}
             for p in entry.postings
         ],
     }

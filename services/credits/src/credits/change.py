@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from credits.customer import (
     Application,
     CreditLot,
+    CreditsError,
     CustomerLedger,
     Deduction,
     Invoice,
@@ -27,6 +28,7 @@ from credits.customer import (
 from credits.ledger import LedgerEntry, Posting
 from tally_contracts import MessageData, Money
 from tally_contracts.credits import CreditBalanceChanged, InvoiceBalanceChanged
+from tally_contracts.money import MAX_ABS_TOTAL, within_total_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,11 @@ class Change:
     # -- the end -----------------------------------------------------------------------
 
     def outcome(self) -> Outcome:
-        """Freeze the state; announce each touched invoice's balance and each touched currency."""
+        """Freeze the state; announce each touched invoice's balance and each touched currency.
+
+        A promotional credit or credit balance that would reach MAX_ABS_TOTAL raises
+        `total_over_limit` instead: no event carries a sum its consumers would refuse.
+        """
         for invoice_id in self.touched_invoices:
             invoice = self.invoices[invoice_id]
             if invoice.status != "voided":
@@ -210,6 +216,8 @@ class Change:
             next_seq=self.next_seq,
         )
         for currency in self.touched_currencies:
+            _check_total(state.promotional_available(currency), "promotional credit")
+            _check_total(state.balance_available(currency), "credit balance")
             self.publish(
                 CreditBalanceChanged(
                     currency=currency,
@@ -218,3 +226,12 @@ class Change:
                 )
             )
         return Outcome(state, tuple(self.events), tuple(self.entries))
+
+
+def _check_total(total: Money, what: str) -> None:
+    if not within_total_limit(total.amount):
+        raise CreditsError(
+            "total_over_limit",
+            f"this would take the customer's {what} in {total.currency} to {total}, past the limit of "
+            f"{MAX_ABS_TOTAL:,}; refund or apply part of it first",
+        )

@@ -35,6 +35,23 @@ class CreditsError(Exception):
         self.reason = reason
 
 
+LOWEST_PRIORITY = 50
+"""A grant without a priority is spent as the last priority."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrantScope:
+    """The invoice lines a grant may pay: of `line_kind`, of `service`, or both (None: any)."""
+
+    line_kind: str | None = None
+    service: str | None = None
+
+    def covers(self, line: InvoiceLine) -> bool:
+        return (self.line_kind is None or line.kind == self.line_kind) and (
+            self.service is None or line.service == self.service
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class PromotionalGrant:
     """Promotional credit. `amount` = remaining + applied + expired + deducted, always."""
@@ -51,13 +68,22 @@ class PromotionalGrant:
     reason: str | None = None
     first_eligible_seq: int = 0  # invoices recorded before it are not paid from it automatically
     status: GrantStatus = "active"
+    priority: int | None = None  # 1 is spent first; None is spent as LOWEST_PRIORITY
+    scope: GrantScope | None = None  # None: any line
 
     @property
     def currency(self) -> str:
         return self.amount.currency
 
     def usable_on(self, day: dt.date) -> bool:
+        """True when an invoice issued on `day` (or a message of that day) may use it."""
         return self.expires_at is None or self.expires_at >= day
+
+    @property
+    def burn_order(self) -> tuple[int, bool, dt.date, int]:
+        """Spent in this order: priority, then nearest last day (never-expiring last), then oldest."""
+        priority = LOWEST_PRIORITY if self.priority is None else self.priority
+        return (priority, self.expires_at is None, self.expires_at or dt.date.max, self.seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +113,17 @@ class CreditLot:
 
 
 @dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    """A line a scoped grant may pay (usage, subscription, one_time; adjustments are never
+    in a scope), its amount rounded to the minor unit."""
+
+    line_id: str
+    kind: str
+    service: str | None
+    amount: Money
+
+
+@dataclass(frozen=True, slots=True)
 class Invoice:
     """A posted invoice. `order` is its place in "oldest first": its own `seq`, or for a
     regenerated invoice the place of the invoice it replaces."""
@@ -98,6 +135,7 @@ class Invoice:
     order: int
     status: InvoiceStatus
     regenerated_from: str | None = None
+    lines: tuple[InvoiceLine, ...] = ()
 
     @property
     def currency(self) -> str:
@@ -116,6 +154,14 @@ class Payment:
 
 
 @dataclass(frozen=True, slots=True)
+class LinePart:
+    """The part of a scoped grant's application that pays one invoice line."""
+
+    line_id: str
+    amount: Money
+
+
+@dataclass(frozen=True, slots=True)
 class Application:
     application_id: str
     invoice_id: str
@@ -123,6 +169,7 @@ class Application:
     source_id: str  # grant id, lot id or payment id
     amount: Money
     status: ApplicationStatus = "active"
+    lines: tuple[LinePart, ...] = ()  # a scoped grant's: the lines it pays, in line order
 
 
 @dataclass(frozen=True, slots=True)

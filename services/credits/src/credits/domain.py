@@ -13,17 +13,45 @@ Rules decided here (for billing teams):
 
 - **Rounding.** Every amount that enters the ledger is rounded to its currency's minor
   unit first (`Money.rounded`, half to even); a converted grant is amount × rate, rounded.
+- **Caps.** A single amount (a grant, a payment, a refund) is below `MAX_ABS_AMOUNT`
+  (10^15) by contract; sums may pass it but stay below `MAX_ABS_TOTAL` (10^18): a grant
+  that would take the promotional credit or the credit balance to the total cap is
+  refused (`total_over_limit`, naming the amount); a payment, a negative invoice or a
+  release that would is refused the same way, so the event goes to the DLQ with that
+  reason and no CreditBalanceChanged carries a sum its consumers would refuse. An
+  invoice total that rounds to the total cap is refused (`total_over_limit`); a currency
+  change that would make a grant reach the single-amount cap is refused
+  (`amount_over_limit`, naming the rate).
 - **Duplicates.** A grant, invoice or payment id seen before with the same content
   changes nothing; with other content it is refused (`*_conflict`). A refund or
   deduction id seen before, and a second void, deletion or reversal, change nothing.
 - **Events.** What happened (CreditGranted, CreditApplied, …) in order, then one
   InvoiceBalanceChanged per invoice touched, then one CreditBalanceChanged per currency
   whose promotional credit or credit balance changed.
-- **Dates.** `expires_at` is the last day a grant can be used. A grant is usable by a
-  message dated on or before that day; ExpireCredits(as_of) expires what is left of
-  grants whose last day is before `as_of`. Voiding an invoice on a day after a grant's
-  last day expires the promotional credit it releases at once (`returned_to: expired`).
-  Granting credit whose last day has already passed is refused.
+- **Dates.** `expires_at` is the last day a grant can be used. A grant pays an invoice
+  whose `issued_on` is on or before that day, whatever order the grant and the invoice
+  arrive in (a late, backdated grant does not pay an invoice issued after its last day;
+  an invoice issued by that day but delivered later is paid). ExpireCredits(as_of)
+  expires what is left of grants whose last day is before `as_of`. A deduction takes only
+  grants usable on its message's date. Voiding an invoice on a day after a grant's last
+  day expires the promotional credit it releases at once (`returned_to: expired`).
+  Granting credit whose last day is before its message's date is refused.
+- **Burn order.** Promotional grants first: by `priority` (1 first … 50; a grant without
+  one counts as 50), then the nearest last day (never-expiring last), then the oldest;
+  then the credit balance, oldest lot first. Without priorities this is the old order.
+- **Scope.** A grant with a scope (`line_kind` usage, subscription or one_time, and/or a
+  `service`) pays only the invoice's lines in that scope: at most each line's amount less
+  what scoped grants already paid on it, lines filled in line order, and never more than
+  the invoice's amount due. Adjustment lines (rules: discounts, taxes) are in no scope.
+  Line amounts are rounded to the minor unit (half to even) when the invoice is recorded;
+  the split itself needs no rounding. A manual entry has no priority and no scope.
+- **ApplyCredits.** Without fields: lift every hold and apply what can be applied (a
+  command with nothing to apply changes nothing). With `invoice_id`: pay that invoice
+  only, from every source that may pay it (held ones too, in the burn order), as much as
+  is available and due, or exactly `amount`. Refused, changing nothing: an unknown,
+  voided or paid invoice; an amount in another currency, not positive, over the amount
+  due or over the credit that can pay it; credit only in another currency; no credit;
+  an `amount` without `invoice_id`.
 - **Manual entries** are credit-balance lots. A negative entry takes the credit balance
   down at once (oldest lot first) and is refused if the balance would go below zero. An
   entry (promotional or manual) can be deleted only while no part of it was used; a
@@ -58,6 +86,7 @@ Rules decided here (for billing teams):
   grant, or off usable grants in the order they are spent; more than is there is refused.
 """
 
+from credits.applying import apply_credits
 from credits.change import Cause, Outcome
 from credits.customer import (
     Application,
@@ -72,7 +101,6 @@ from credits.customer import (
     Refund,
 )
 from credits.grants import (
-    apply_credits,
     change_credit_currency,
     deduct_promotional,
     delete_credit_entry,

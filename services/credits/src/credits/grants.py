@@ -1,5 +1,5 @@
 """Credit entries: promotional grants and manual credit-balance entries — granting,
-deleting, converting, deducting, expiring, and ApplyCredits. Rules: `credits.domain`."""
+deleting, converting, deducting, expiring. Rules: `credits.domain`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from credits.customer import (
     CreditsError,
     CustomerLedger,
     Deduction,
+    GrantScope,
     PromotionalGrant,
     manual_lot_id,
     total_of,
@@ -19,7 +20,6 @@ from credits.customer import (
 from credits.ledger import DEDUCTED, EXPIRED, MANUAL_ENTRIES, PROMO_ISSUED, balance_account, promo_account
 from tally_contracts import Money
 from tally_contracts.credits import (
-    ApplyCredits,
     ChangeCreditCurrency,
     CreditCurrencyChanged,
     CreditEntryDeleted,
@@ -29,6 +29,7 @@ from tally_contracts.credits import (
     ExpireCredits,
     GrantCredit,
 )
+from tally_contracts.money import MAX_ABS_AMOUNT, MAX_ABS_TOTAL, within_amount_limit, within_total_limit
 from tally_contracts.payments import PromotionalCreditsDeducted
 
 
@@ -38,6 +39,7 @@ def grant_credit(state: CustomerLedger, command: GrantCredit, cause: Cause) -> O
         return Outcome.unchanged(state)
     if amount.is_zero:
         raise CreditsError("zero_amount", f"grant {command.grant_id} is for zero; send a non-zero amount")
+    _check_total_after_grant(state, command, amount)
     change = Change(state, cause)
     if command.kind == "promotional":
         _grant_promotional(change, command, amount)
@@ -51,6 +53,8 @@ def grant_credit(state: CustomerLedger, command: GrantCredit, cause: Cause) -> O
             source=command.source,
             reason=command.reason,
             expires_at=command.expires_at,
+            priority=command.priority,
+            scope=command.scope,
         )
     )
     return finish(change)
@@ -61,17 +65,53 @@ def _same_grant_exists(state: CustomerLedger, command: GrantCredit, amount: Mone
     grant, lot = state.grant(command.grant_id), state.lot(manual_lot_id(command.grant_id))
     recorded: tuple[object, ...]
     if grant is not None:
-        recorded = ("promotional", grant.granted, grant.source, grant.reason, grant.expires_at)
+        recorded = (
+            "promotional",
+            grant.granted,
+            grant.source,
+            grant.reason,
+            grant.expires_at,
+            grant.priority,
+            grant.scope,
+        )
     elif lot is not None:
-        recorded = ("manual", lot.amount, lot.source, lot.reason, None)
+        recorded = ("manual", lot.amount, lot.source, lot.reason, None, None, None)
     else:
         return False
-    if recorded != (command.kind, amount, command.source, command.reason, command.expires_at):
+    asked = (
+        command.kind,
+        amount,
+        command.source,
+        command.reason,
+        command.expires_at,
+        command.priority,
+        scope_of(command),
+    )
+    if recorded != asked:
         raise CreditsError(
             "grant_conflict",
             f"grant {command.grant_id} already exists with other content; send a new grant_id",
         )
     return True
+
+
+def scope_of(command: GrantCredit) -> GrantScope | None:
+    scope = command.scope
+    return None if scope is None else GrantScope(scope.line_kind, scope.service)
+
+
+def _check_total_after_grant(state: CustomerLedger, command: GrantCredit, amount: Money) -> None:
+    """A grant may not take the promotional credit or credit balance to MAX_ABS_TOTAL."""
+    if command.kind == "promotional":
+        what, total = "promotional credit", state.promotional_available(amount.currency) + amount
+    else:
+        what, total = "credit balance", state.balance_available(amount.currency) + amount
+    if not within_total_limit(total.amount):
+        raise CreditsError(
+            "total_over_limit",
+            f"the amount of grant {command.grant_id} ({amount}) would take the {what} to {total}, past "
+            f"the limit of {MAX_ABS_TOTAL:,}; grant less",
+        )
 
 
 def _grant_promotional(change: Change, command: GrantCredit, amount: Money) -> None:
@@ -101,6 +141,8 @@ def _grant_promotional(change: Change, command: GrantCredit, amount: Money) -> N
             source=command.source,
             reason=command.reason,
             first_eligible_seq=0 if command.apply_to_existing else seq + 1,
+            priority=command.priority,
+            scope=scope_of(command),
         )
     )
     change.post(
@@ -109,6 +151,12 @@ def _grant_promotional(change: Change, command: GrantCredit, amount: Money) -> N
 
 
 def _grant_manual(change: Change, command: GrantCredit, amount: Money) -> None:
+    if command.priority is not None or command.scope is not None:
+        raise CreditsError(
+            "manual_entry_has_no_priority_or_scope",
+            f"manual entry {command.grant_id} has a priority or a scope; the credit balance pays any "
+            "invoice line, after promotional credit — send it without them or grant promotional credit",
+        )
     if command.expires_at is not None:
         raise CreditsError(
             "manual_entry_cannot_expire",
@@ -211,7 +259,15 @@ def change_credit_currency(state: CustomerLedger, command: ChangeCreditCurrency,
             f"grant {grant.grant_id} is used ({grant.remaining} of {grant.amount} left); "
             "only an unused grant can change currency — deduct the rest and grant a new one",
         )
-    converted = Money.computed(grant.amount.amount * command.rate, command.currency).rounded()
+    product = Money.computed(grant.amount.amount * command.rate, command.currency)
+    if not within_amount_limit(product.amount) or not within_amount_limit(product.rounded().amount):
+        raise CreditsError(
+            "amount_over_limit",
+            f"rate {command.rate} would make grant {grant.grant_id} of {grant.amount} worth "
+            f"{format(product.amount, ',f')} {command.currency}, past the limit of {MAX_ABS_AMOUNT:,} "
+            "for one grant; check the rate",
+        )
+    converted = product.rounded()
     if not converted.is_positive:
         raise CreditsError(
             "amount_too_small",
@@ -235,17 +291,6 @@ def change_credit_currency(state: CustomerLedger, command: ChangeCreditCurrency,
         )
     )
     return finish(change)
-
-
-def apply_credits(state: CustomerLedger, command: ApplyCredits, cause: Cause) -> Outcome:
-    """Lift every hold (apply_to_existing: false) and apply what can be applied."""
-    change = Change(state, cause)
-    for grant in state.grants:
-        change.grants[grant.grant_id] = replace(grant, first_eligible_seq=0)
-    for lot in state.lots:
-        change.lots[lot.lot_id] = replace(lot, first_eligible_seq=0)
-    currencies = [g.currency for g in state.grants] + [lot.currency for lot in state.lots]
-    return finish(change, tuple(dict.fromkeys(currencies)))
 
 
 def expire_credits(state: CustomerLedger, command: ExpireCredits, cause: Cause) -> Outcome:

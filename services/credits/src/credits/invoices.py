@@ -6,16 +6,23 @@ from dataclasses import replace
 
 from credits.allocation import allocate_payment, finish, record_shortfall, release, settle, withdraw_lot
 from credits.change import Cause, Change, Outcome
-from credits.customer import CreditLot, CreditsError, CustomerLedger, Invoice
+from credits.customer import CreditLot, CreditsError, CustomerLedger, Invoice, InvoiceLine
 from credits.ledger import BILLED, balance_account, invoice_account
 from tally_contracts.credits import NegativeInvoiceTransferred
 from tally_contracts.invoicing import InvoiceFinalized, InvoiceVoided
+from tally_contracts.money import MAX_ABS_TOTAL, within_total_limit
 
 
 def finalize_invoice(state: CustomerLedger, event: InvoiceFinalized, cause: Cause) -> Outcome:
     """A posted invoice: move a negative total to the credit balance; otherwise pay it from
     the payments parked for it, then from credit."""
     total = event.total.rounded()
+    if not within_total_limit(total.amount):
+        raise CreditsError(
+            "total_over_limit",
+            f"invoice {event.invoice_id}: total {event.total} rounds to {total}, past the limit of "
+            f"{MAX_ABS_TOTAL:,}; split it into smaller invoices",
+        )
     existing = state.invoice(event.invoice_id)
     if existing is not None:
         if existing.total == total:
@@ -35,6 +42,7 @@ def finalize_invoice(state: CustomerLedger, event: InvoiceFinalized, cause: Caus
         order=predecessor.order if predecessor is not None else seq,
         status="open",
         regenerated_from=event.regenerated_from,
+        lines=scopable_lines(event),
     )
     change.put_invoice(invoice)
     account = invoice_account(invoice.invoice_id)
@@ -64,6 +72,15 @@ def finalize_invoice(state: CustomerLedger, event: InvoiceFinalized, cause: Caus
     for payment in parked:
         allocate_payment(change, payment)
     return finish(change)
+
+
+def scopable_lines(event: InvoiceFinalized) -> tuple[InvoiceLine, ...]:
+    """The lines a scoped grant may pay (not adjustments), amounts at the minor unit."""
+    return tuple(
+        InvoiceLine(line.line_id, line.kind, line.service, line.amount.rounded())
+        for line in event.lines
+        if line.kind != "adjustment" and line.amount.currency == event.currency
+    )
 
 
 def void_invoice(state: CustomerLedger, event: InvoiceVoided, cause: Cause) -> Outcome:

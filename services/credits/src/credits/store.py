@@ -12,10 +12,11 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from credits.change import Cause
-from credits.customer import CustomerLedger
+from credits.customer import Application, CustomerLedger
 from credits.ledger import LedgerEntry
 from tally_contracts import MessageData
 from tally_contracts.credits import CreditBalanceChanged, InvoiceBalanceChanged
+from tally_contracts.money import at_minor_unit
 from tally_messaging.db import DbConnection
 
 SNAPSHOT = TypeAdapter(CustomerLedger)
@@ -185,6 +186,15 @@ class CreditsStore:
         )
         return [InvoiceRow(**dict(r)) for r in rows]
 
+    async def active_applications(self, customer_id: str) -> list[Application]:
+        """What pays each of the customer's invoices now (read from the snapshot, no lock)."""
+        raw = await self.conn.fetchval(
+            "select state from customer_ledgers where customer_id = $1", customer_id
+        )
+        if raw is None:
+            return []
+        return [a for a in load_state(raw).applications if a.status == "active"]
+
     async def entries(self, customer_id: str) -> list[EntryRow]:
         rows = await self.conn.fetch(
             "select e.entry_id, e.cause_id, e.cause_type, e.cause_day, e.memo, e.recorded_at,"
@@ -214,5 +224,6 @@ class CreditsStore:
         ]
 
 
-def amount_text(value: Any) -> str:
-    return format(value, "f")
+def amount_text(value: Decimal, currency: str) -> str:
+    """An amount as the read API shows it: at least the currency's minor unit ("0.00")."""
+    return format(at_minor_unit(value, currency), "f")

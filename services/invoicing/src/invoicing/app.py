@@ -7,24 +7,24 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from invoicing import handlers
+from invoicing import billing, handlers, ingest
 from invoicing.store import InvoiceRow, InvoicingStore
-from tally_contracts import credits, invoicing, rules, topics, usage
+from tally_contracts import Line, credits, invoicing, rules, topics, usage
 from tally_messaging import Service, ServiceSettings
 
 
 def build(settings: ServiceSettings | None = None) -> Service:
     service = Service("invoicing", events_topic=topics.INVOICING_EVENTS, settings=settings)
     service.consumes(topics.USAGE, topics.INVOICING_COMMANDS, topics.RULES_EVENTS, topics.CREDITS_EVENTS)
-    service.handles_batch(topics.USAGE, usage.UsageRecorded)(handlers.record_usage)
+    service.handles_batch(topics.USAGE, usage.UsageRecorded)(ingest.record_usage)
     on_command = {
         invoicing.UpsertCustomer: handlers.upsert_customer,
         invoicing.PutPriceList: handlers.put_price_list,
         invoicing.CreateSubscription: handlers.create_subscription,
         invoicing.CancelSubscription: handlers.cancel_subscription,
         invoicing.AddCharge: handlers.add_charge,
-        invoicing.RunBilling: handlers.run_billing,
-        invoicing.CloseInvoice: handlers.close_invoice,
+        invoicing.RunBilling: billing.run_billing,
+        invoicing.CloseInvoice: billing.close_invoice,
         invoicing.VoidInvoice: handlers.void_invoice,
         invoicing.RegenerateInvoice: handlers.regenerate_invoice,
     }
@@ -40,7 +40,8 @@ def build(settings: ServiceSettings | None = None) -> Service:
             if invoice is None:
                 return JSONResponse({"error": "unknown invoice"}, status_code=404)
             lines = await store.lines(invoice.invoice_id, invoice.currency)
-        return JSONResponse({**_invoice_json(invoice), "lines": [ln.model_dump(mode="json") for ln in lines]})
+            usage_ids = await store.usage_ids_by_line(invoice.invoice_id)
+        return JSONResponse({**_invoice_json(invoice), "lines": [_line_json(ln, usage_ids) for ln in lines]})
 
     @service.get("/customers/{customer_id}/invoices")
     async def customer_invoices(request: Request) -> Response:
@@ -49,6 +50,15 @@ def build(settings: ServiceSettings | None = None) -> Service:
         return JSONResponse({"invoices": [_invoice_json(i) for i in invoices]})
 
     return service
+
+
+def _line_json(line: Line, usage_ids: dict[str, list[str]]) -> dict[str, Any]:
+    """A line as on the wire; a usage line also lists the ids of the usage events it bills
+    (read API only: the wire `Line` stays small)."""
+    found = line.model_dump(mode="json")
+    if line.kind == "usage":
+        found["usage_ids"] = usage_ids.get(line.line_id, [])
+    return found
 
 
 def _invoice_json(invoice: InvoiceRow) -> dict[str, Any]:

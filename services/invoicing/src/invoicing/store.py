@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,6 +23,16 @@ class Customer:
     name: str | None
     billing_day: int
     price_list_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePlacement:
+    """One usage event, and the usage line that bills it."""
+
+    customer_id: str
+    usage_id: uuid.UUID
+    invoice_id: str
+    line_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +164,21 @@ class InvoicingStore:
             for r in rows
         ]
 
+    async def subscriptions_of(self, customer_ids: list[str]) -> dict[str, list[Subscription]]:
+        rows = await self.conn.fetch("select * from subscriptions where customer_id = any($1)", customer_ids)
+        found: dict[str, list[Subscription]] = {}
+        for r in rows:
+            found.setdefault(r["customer_id"], []).append(
+                Subscription(
+                    r["subscription_id"],
+                    r["name"],
+                    Money(amount=r["fee"], currency=r["currency"]),
+                    r["starts_on"],
+                    r["ends_on"],
+                )
+            )
+        return found
+
     async def cancel_subscription(self, customer_id: str, subscription_id: str, ends_on: dt.date) -> None:
         await self.conn.execute(
             "update subscriptions set ends_on = $3 where customer_id = $1 and subscription_id = $2",
@@ -160,6 +186,25 @@ class InvoicingStore:
             subscription_id,
             ends_on,
         )
+
+    async def record_charge_id(self, customer_id: str, charge_id: str) -> bool:
+        """Remember a charge id the customer used; False when it was used before."""
+        status = await self.conn.execute(
+            "insert into charge_ids (customer_id, charge_id) values ($1, $2) on conflict do nothing",
+            customer_id,
+            charge_id,
+        )
+        return bool(status.endswith(" 1"))
+
+    async def pending_charge_amounts(self, customer_ids: list[str]) -> dict[str, list[Money]]:
+        rows = await self.conn.fetch(
+            "select customer_id, amount, currency from pending_charges where customer_id = any($1)",
+            customer_ids,
+        )
+        found: dict[str, list[Money]] = {}
+        for r in rows:
+            found.setdefault(r["customer_id"], []).append(Money.computed(r["amount"], r["currency"]))
+        return found
 
     async def add_pending_charge(
         self, customer_id: str, charge_id: str, description: str, amount: Money
@@ -203,6 +248,15 @@ class InvoicingStore:
             customer_ids,
         )
         return [_invoice(r) for r in rows]
+
+    async def period_invoice(self, customer_id: str, period_start: dt.date) -> InvoiceRow | None:
+        row = await self.conn.fetchrow(
+            f"select {_INVOICE_COLUMNS} from invoices where kind = 'period' and customer_id = $1"
+            " and period_start = $2",
+            customer_id,
+            period_start,
+        )
+        return _invoice(row) if row else None
 
     async def due_pending_invoices(self, as_of: dt.date, customer_id: str | None) -> list[InvoiceRow]:
         rows = await self.conn.fetch(
@@ -299,25 +353,66 @@ class InvoicingStore:
             [d.late for d in rows],
         )
 
-    async def usage_deltas(self, invoice_id: str) -> list[UsageDelta]:
+    async def place_usage(self, placements: Iterable[UsagePlacement]) -> None:
+        """Record the line each usage event of a batch went on: one statement (arrays), not
+        one per event. An id already on a line raises UniqueViolationError."""
+        rows = list(placements)
+        if not rows:
+            return
+        await self.conn.execute(
+            "insert into invoice_line_usage (customer_id, usage_id, invoice_id, line_id)"
+            " select * from unnest($1::text[], $2::uuid[], $3::text[], $4::text[])",
+            [p.customer_id for p in rows],
+            [p.usage_id for p in rows],
+            [p.invoice_id for p in rows],
+            [p.line_id for p in rows],
+        )
+
+    async def move_usage(self, from_invoice_id: str, to_invoice_id: str) -> None:
+        """Put the usage of one invoice's lines on the lines of the same id of another (a
+        regeneration, whose lines must be saved first)."""
+        await self.conn.execute(
+            "update invoice_line_usage set invoice_id = $2 where invoice_id = $1",
+            from_invoice_id,
+            to_invoice_id,
+        )
+
+    async def usage_ids_by_line(self, invoice_id: str) -> dict[str, list[str]]:
+        """line id -> the ids of the usage events that line bills, in id order."""
         rows = await self.conn.fetch(
-            "select * from invoice_lines where invoice_id = $1 and kind = 'usage' order by position",
+            "select line_id, usage_id from invoice_line_usage where invoice_id = $1 order by line_id, usage_id",
             invoice_id,
         )
-        return [
-            UsageDelta(
-                invoice_id,
-                r["line_id"],
-                r["service"],
-                r["unit"],
-                r["destination"],
-                r["late"],
-                r["quantity"],
-                r["raw_amount"],
-                r["unit_price"],
+        found: dict[str, list[str]] = {}
+        for r in rows:
+            found.setdefault(r["line_id"], []).append(str(r["usage_id"]))
+        return found
+
+    async def usage_deltas(self, invoice_id: str) -> list[UsageDelta]:
+        return (await self.usage_of([invoice_id])).get(invoice_id, [])
+
+    async def usage_of(self, invoice_ids: list[str]) -> dict[str, list[UsageDelta]]:
+        """The usage lines of these invoices, as they stand, by invoice."""
+        rows = await self.conn.fetch(
+            "select * from invoice_lines where invoice_id = any($1) and kind = 'usage' order by position",
+            invoice_ids,
+        )
+        found: dict[str, list[UsageDelta]] = {}
+        for r in rows:
+            found.setdefault(r["invoice_id"], []).append(
+                UsageDelta(
+                    r["invoice_id"],
+                    r["line_id"],
+                    r["service"],
+                    r["unit"],
+                    r["destination"],
+                    r["late"],
+                    r["quantity"],
+                    r["raw_amount"],
+                    r["unit_price"],
+                )
             )
-            for r in rows
-        ]
+        return found
 
     async def save_lines(self, invoice_id: str, lines: Iterable[Line]) -> None:
         """Insert lines, or set the final amount and text of lines already there (usage at close)."""

@@ -13,7 +13,11 @@ Rules decided here (for billing teams):
 - **Amounts.** Every amount a command carries must be above zero and have no more digits
   than its currency's minor unit (12.345 USD is refused, not rounded: money received or
   paid out is counted in cents). The currency is a real ISO 4217 code: `Money` refuses
-  any other. Events carry the amount written to the minor unit ("25" → "25.00").
+  any other. Events carry the amount written to the minor unit ("25" → "25.00"). Each
+  amount is below `MAX_ABS_AMOUNT` (10^15) by contract; payments adds no amounts up
+  (what a payment pays and what is left as credit balance are summed in credits, which
+  checks `MAX_ABS_TOTAL`), and an invoice total past 10^15 (a sum, up to 10^18) is taken
+  in like any other.
 - **Offline payments.** A payment naming an invoice payments has heard of must be in the
   invoice's currency, and the invoice must not be voided (record it against the
   regenerated invoice, or name no invoice). A payment naming an invoice payments has NOT

@@ -1,0 +1,177 @@
+"""Opening and closing invoices, shared by the command, usage and bill-run handlers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from invoicing import domain
+from invoicing.domain import InvoiceState, InvoicingError
+from invoicing.store import Customer, InvoiceRow, InvoicingStore
+from tally_contracts import Envelope, Line, MessageData
+from tally_contracts.invoicing import InvoiceClosed, InvoiceCreated, InvoiceStatus, InvoiceStatusChanged
+from tally_messaging import Rejected, Transaction
+
+Handler = Callable[[Envelope[Any], Transaction], Awaitable[None]]
+
+
+def rule_breaks_rejected(handler: Handler) -> Handler:
+    """A broken business rule answers the message (CommandRejected, or the DLQ for an event)
+    with the domain's code and reason, and undoes what the handler did."""
+
+    @functools.wraps(handler)
+    async def answering(message: Envelope[Any], tx: Transaction) -> None:
+        try:
+            await handler(message, tx)
+        except InvoicingError as error:
+            raise Rejected(error.code, error.reason) from None
+
+    return answering
+
+
+class Publisher(Protocol):
+    def publish(self, cause: Envelope[Any], data: MessageData, *, customer_id: str | None = None) -> Any: ...
+
+
+class HeldEvents:
+    """Events held back until their part of a bill run is saved: a part that fails is rolled
+    back to its savepoint and publishes nothing."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[Envelope[Any], MessageData, str | None]] = []
+
+    def publish(self, cause: Envelope[Any], data: MessageData, *, customer_id: str | None = None) -> None:
+        self._events.append((cause, data, customer_id))
+
+    def release(self, tx: Transaction) -> None:
+        for cause, data, customer_id in self._events:
+            tx.publish(cause, data, customer_id=customer_id)
+        self._events.clear()
+
+
+async def known_customer(store: InvoicingStore, message: Envelope[Any]) -> Customer:
+    customer = await store.customer(message.customer_id or "")
+    if customer is None:
+        raise Rejected(
+            "unknown_customer", f"customer {message.customer_id!r} is not known; send UpsertCustomer first"
+        )
+    return customer
+
+
+async def owned_invoice(store: InvoicingStore, invoice_id: str, message: Envelope[Any]) -> InvoiceRow:
+    invoice = await store.invoice(invoice_id, for_update=True)
+    if invoice is None or (message.customer_id and invoice.customer_id != message.customer_id):
+        raise Rejected(
+            "unknown_invoice", f"invoice {invoice_id!r} is not known for customer {message.customer_id!r}"
+        )
+    return invoice
+
+
+def status_changed(out: Publisher, cause: Envelope[Any], invoice: InvoiceRow, status: InvoiceStatus) -> None:
+    out.publish(
+        cause,
+        InvoiceStatusChanged(invoice_id=invoice.invoice_id, status=status),
+        customer_id=invoice.customer_id,
+    )
+
+
+async def open_invoice(
+    store: InvoicingStore, out: Publisher, cause: Envelope[Any], state: InvoiceState, kind: str
+) -> bool:
+    """Insert the invoice and announce it; False when its id already existed."""
+    if not await store.insert_invoice(state, kind):
+        return False
+    out.publish(
+        cause,
+        InvoiceCreated(
+            invoice_id=state.invoice_id,
+            currency=state.currency,
+            status="pending" if state.status == "pending" else "closed",
+            period_start=state.period_start,
+            period_end=state.period_end,
+            regenerated_from=state.regenerated_from,
+        ),
+        customer_id=state.customer_id,
+    )
+    return True
+
+
+async def open_period(
+    store: InvoicingStore,
+    out: Publisher,
+    cause: Envelope[Any],
+    customer: Customer,
+    start: dt.date,
+    end: dt.date,
+) -> str:
+    """The id of the customer's invoice for the period starting on `start`, opened if needed.
+
+    An insert that finds the period already there answers with that invoice's id (it may
+    carry an id of the earlier `inv-{customer}-{date}` scheme); any other failure raises."""
+    state = InvoiceState(
+        domain.period_invoice_id(customer.customer_id, start),
+        customer.customer_id,
+        customer.currency,
+        "pending",
+        start,
+        end,
+    )
+    if await open_invoice(store, out, cause, state, "period"):
+        return state.invoice_id
+    existing = await store.period_invoice(customer.customer_id, start)
+    if existing is None:
+        raise RuntimeError(f"invoice {state.invoice_id} exists but is not the period invoice of {start}")
+    return existing.invoice_id
+
+
+async def close_with(
+    store: InvoicingStore, out: Publisher, cause: Envelope[Any], state: InvoiceState, lines: list[Line]
+) -> None:
+    subtotal = domain.subtotal(lines, state.currency)  # refused past the sum cap: nothing is saved
+    await store.save_lines(state.invoice_id, lines)
+    await store.close(state.invoice_id, subtotal)
+    out.publish(
+        cause,
+        InvoiceClosed(
+            invoice_id=state.invoice_id,
+            currency=state.currency,
+            lines=lines,
+            subtotal=subtotal,
+            period_start=state.period_start,
+            period_end=state.period_end,
+            regenerated_from=state.regenerated_from,
+        ),
+        customer_id=state.customer_id,
+    )
+    out.publish(
+        cause,
+        InvoiceStatusChanged(invoice_id=state.invoice_id, status="closed"),
+        customer_id=state.customer_id,
+    )
+
+
+async def close_period_invoice(
+    store: InvoicingStore, out: Publisher, cause: Envelope[Any], invoice: InvoiceRow
+) -> None:
+    """Close a pending period invoice (subscriptions, usage, pending charges) and open the next
+    period. Raises InvoicingError when a line or the subtotal breaks a rule."""
+    customer = await store.customer(invoice.customer_id)
+    if customer is None:
+        raise RuntimeError(
+            f"invoice {invoice.invoice_id} belongs to unknown customer {invoice.customer_id!r}"
+        )
+    usage = [domain.usage_line(d, invoice.currency) for d in await store.usage_deltas(invoice.invoice_id)]
+    subs = domain.subscription_lines(
+        await store.subscriptions(invoice.customer_id), invoice.period_start, invoice.period_end
+    )
+    charges = [
+        domain.one_time_line(charge_id, description, amount)
+        for charge_id, description, amount in await store.take_pending_charges(
+            invoice.customer_id, invoice.currency
+        )
+    ]
+    start, end = domain.next_period(invoice.period_end, customer.billing_day)
+    await close_with(store, out, cause, invoice.state(), [*subs, *usage, *charges])
+    await open_period(store, out, cause, customer, start, end)
