@@ -171,6 +171,7 @@ async def run(
     pause_seconds: float = 14.0,
     intensity: float = 1.0,
     private_infra: bool = False,
+    private_ports: tuple[int, int] = (19092, 15432),
     exclude_hostile: frozenset[str] = frozenset(),
     infra: Infra | None = None,
     races: bool = True,
@@ -178,7 +179,7 @@ async def run(
 ) -> Report:
     """One seeded run; always a report, whatever a fault did to the run."""
     started = time.monotonic()
-    private = PrivateInfra() if private_infra else None
+    private = PrivateInfra(*private_ports) if private_infra else None
     if private is not None:
         await private.start()
     try:
@@ -290,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run on a Kafka and a PostgreSQL of the run's own (ports 19092/15432) and restart them",
     )
     parser.add_argument(
+        "--private-ports",
+        default="19092,15432",
+        help="KAFKA,POSTGRES ports of the private infrastructure (the controller takes KAFKA+1): "
+        "two runs at once need two pairs",
+    )
+    parser.add_argument(
         "--exclude-hostile",
         default="",
         help=f"comma-separated hostile kinds not to send (e.g. a known bug); kinds: {', '.join(HOSTILE_KINDS)}",
@@ -309,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             pause_seconds=args.pause_seconds,
             intensity=args.intensity,
             private_infra=args.private_infra,
+            private_ports=_ports(args.private_ports),
             exclude_hostile=frozenset(k for k in args.exclude_hostile.split(",") if k),
             races=not args.no_races,
             usage_per_command=args.usage_per_command,
@@ -319,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary(), flush=True)
     print(f"details: {path}", flush=True)
     return 1 if report.violations else 0
+
+
+def _ports(text: str) -> tuple[int, int]:
+    kafka, _, postgres = text.partition(",")
+    return int(kafka), int(postgres)
 
 
 if __name__ == "__main__":
