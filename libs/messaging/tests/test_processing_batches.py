@@ -3,13 +3,11 @@ poison goes to the DLQ after its retries, and every other message of the batch l
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
 
@@ -18,8 +16,7 @@ from tally_contracts.usage import UsageRecorded
 from tally_messaging import Delivery, Service, Transaction
 from tally_messaging.processing import BUG_ATTEMPTS
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
-from tally_messaging.topic_admin import ensure_topics
+from tally_messaging.testing import KafkaProbe
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 SERVICE = "batchprobe"
@@ -63,26 +60,15 @@ async def wait_for_row(dsn: str, message_id: uuid.UUID) -> None:
     raise AssertionError(f"usage {message_id} never landed")
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def own_topics(infra: Infra, new_database: Any) -> AsyncIterator[tuple[ServiceSettings, KafkaProbe]]:
-    """Topics of its own: a new consumer group on shared topics would re-read every test's usage."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(infra.kafka_bootstrap, prefix)
-    probe = KafkaProbe(infra.kafka_bootstrap, prefix)
-    await probe.start()
-    yield service_settings(infra, prefix, await new_database(), http_port=free_port()), probe
-    await probe.stop()
-
-
 def failed_attempts() -> float:
     labels = {"service": SERVICE, "topic": topics.USAGE, "type": "UsageRecorded"}
     return REGISTRY.get_sample_value("tally_messages_failed_total", labels) or 0.0
 
 
 async def test_a_poison_usage_is_isolated_from_its_batch_and_dead_lettered_after_its_retries(
-    own_topics: tuple[ServiceSettings, KafkaProbe],
+    isolated: tuple[ServiceSettings, KafkaProbe],
 ) -> None:
-    settings, kafka = own_topics
+    settings, kafka = isolated
     customer = f"cus-{uuid.uuid4().hex[:6]}"
     good = [usage(customer) for _ in range(30)]
     poison, marker = usage(customer, unit="bug"), usage(customer)
@@ -114,11 +100,11 @@ async def test_a_poison_usage_is_isolated_from_its_batch_and_dead_lettered_after
 
 
 async def test_a_usage_its_handler_dead_lettered_is_applied_once_when_replayed_after_the_fix(
-    own_topics: tuple[ServiceSettings, KafkaProbe],
+    isolated: tuple[ServiceSettings, KafkaProbe],
 ) -> None:
     """Found by the CLI's replay test: the inbox kept the dead-lettered message's id, so the
     replayed copy (same id, same body) was dropped as a duplicate."""
-    settings, kafka = own_topics
+    settings, kafka = isolated
     customer = f"cus-{uuid.uuid4().hex[:6]}"
     priced = {"minute"}
     unpriced, marker = usage(customer, unit="sms"), usage(customer)
@@ -142,11 +128,11 @@ async def test_a_usage_its_handler_dead_lettered_is_applied_once_when_replayed_a
 
 
 async def test_a_dead_lettered_offset_delivered_again_stays_a_duplicate(
-    own_topics: tuple[ServiceSettings, KafkaProbe],
+    isolated: tuple[ServiceSettings, KafkaProbe],
 ) -> None:
     """A crash between the commit and the offset commit delivers the same offset again:
     it must not be dead-lettered a second time, nor applied (it was answered already)."""
-    settings, kafka = own_topics
+    settings, kafka = isolated
     customer = f"cus-{uuid.uuid4().hex[:6]}"
     priced = {"minute"}
     unpriced, marker = usage(customer, unit="sms"), usage(customer)

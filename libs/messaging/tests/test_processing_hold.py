@@ -9,20 +9,17 @@ would be; Kafka and PostgreSQL are real."""
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_messaging import Service
 from tally_messaging.processing import RecordProcessor
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
-from tally_messaging.topic_admin import ensure_topics
+from tally_messaging.testing import KafkaProbe
 from tally_messaging.transaction import RawRecord
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -55,23 +52,12 @@ async def health_when(settings: ServiceSettings, consumers_ok: bool, timeout: fl
             await asyncio.sleep(0.2)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def own_topics(infra: Infra, new_database: Any) -> AsyncIterator[tuple[ServiceSettings, KafkaProbe]]:
-    """Topics and a group of its own: the held partition must not hold anyone else's test."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(infra.kafka_bootstrap, prefix)
-    probe = KafkaProbe(infra.kafka_bootstrap, prefix)
-    await probe.start()
-    yield service_settings(infra, prefix, await new_database(), http_port=free_port()), probe
-    await probe.stop()
-
-
 async def test_a_batch_whose_processing_fails_is_held_and_comes_again_until_it_passes(
-    own_topics: tuple[ServiceSettings, KafkaProbe], monkeypatch: pytest.MonkeyPatch
+    isolated: tuple[ServiceSettings, KafkaProbe], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from probe import build
 
-    settings, kafka = own_topics
+    settings, kafka = isolated
     customer = f"cus-{uuid.uuid4().hex[:6]}"
     poison, behind = grant(customer), grant(customer)
     broken = True

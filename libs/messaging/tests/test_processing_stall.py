@@ -9,13 +9,11 @@ Here a trigger makes PostgreSQL refuse every dead letter, as it once refused NUL
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import REGISTRY
 
@@ -23,8 +21,7 @@ from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_messaging import Service
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
-from tally_messaging.topic_admin import ensure_topics
+from tally_messaging.testing import KafkaProbe
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -94,23 +91,12 @@ async def committed_offsets(settings: ServiceSettings, topic: str) -> dict[int, 
         await consumer.stop()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def own_topics(infra: Infra, new_database: Any) -> AsyncIterator[tuple[ServiceSettings, KafkaProbe]]:
-    """Topics and a group of its own: the held partition must not hold anyone else's test."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(infra.kafka_bootstrap, prefix)
-    probe = KafkaProbe(infra.kafka_bootstrap, prefix)
-    await probe.start()
-    yield service_settings(infra, prefix, await new_database(), http_port=free_port()), probe
-    await probe.stop()
-
-
 async def test_a_dead_letter_that_cannot_be_written_holds_the_offset_and_says_so(
-    own_topics: tuple[ServiceSettings, KafkaProbe],
+    isolated: tuple[ServiceSettings, KafkaProbe],
 ) -> None:
     from probe import build
 
-    settings, kafka = own_topics
+    settings, kafka = isolated
     service: Service = build(settings)
     await service.start()
     try:

@@ -29,7 +29,6 @@ from tally_messaging.testing import (
     service_env,
     service_settings,
 )
-from tally_messaging.topic_admin import ensure_topics
 from tally_messaging.transaction import claim_inbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -64,17 +63,6 @@ def granted(messages: list[Envelope[Any]], cause: Envelope[Any]) -> list[Envelop
 @pytest_asyncio.fixture(loop_scope="session")
 async def probe_settings(infra: Infra, topic_prefix: str, new_database: Any) -> ServiceSettings:
     return service_settings(infra, topic_prefix, await new_database(), http_port=free_port())
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def isolated(infra: Infra, new_database: Any) -> AsyncIterator[tuple[ServiceSettings, KafkaProbe]]:
-    """Topics of its own, so the crash is certain to hit the test's message and no other."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(infra.kafka_bootstrap, prefix)
-    probe = KafkaProbe(infra.kafka_bootstrap, prefix)
-    await probe.start()
-    yield service_settings(infra, prefix, await new_database(), http_port=free_port()), probe
-    await probe.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

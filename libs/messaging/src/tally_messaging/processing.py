@@ -392,7 +392,7 @@ def _first_copies(
     first: dict[Any, bytes] = {}
     for delivery, digest in zip(batch, digests, strict=True):
         message_id = delivery.envelope.id
-        if delivery.record.synthetic_id() in claim.settled:
+        if claim.settled and delivery.record.synthetic_id() in claim.settled:
             continue  # this very offset was dead-lettered before: a duplicate
         if message_id in claim.fresh and message_id not in first:
             first[message_id] = digest
