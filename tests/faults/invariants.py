@@ -705,14 +705,16 @@ def _charges_billed(e: Expectation, snap: Snapshot, where: str) -> list[str]:
 
 
 def _billed(e: Expectation, snap: Snapshot, where: str) -> list[str]:
-    """A pre-rated usage: on a closed invoice of its customer, a line for its amount."""
+    """A pre-rated usage: on a closed invoice of its customer, a line for its amount. A voided
+    invoice counts, as for the charges above: only a posted or paid invoice can be voided, and
+    the workload voids some (the usage stays on it until a regeneration takes it)."""
     live = _live_invoices(snap)
     for iid, (customer, inv) in live.items():
         if customer != e.customer:
             continue
         for line in snap.lines.get(iid, []):
             if e.message_id in (line.get("usage_ids") or []):
-                if inv.get("status") not in ("posted", "paid"):
+                if inv.get("status") not in ("posted", "paid", "voided"):
                     return [f"{where}: on {iid}, which is {inv.get('status')} (expected posted)"]
                 if line.get("amount") is None or _dec(line.get("amount")) != e.amount:
                     return [f"{where}: billed {line.get('amount')} on {iid}, expected {e.amount}"]
