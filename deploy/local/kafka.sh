@@ -7,7 +7,9 @@
 # `kill` stops the broker with SIGKILL (no controlled shutdown: the fault harness uses it to
 # test recovery); `stop` shuts it down cleanly (SIGTERM, SIGKILL only after 30 s).
 #
-# Settings (environment): TALLY_KAFKA_PORT (9092), TALLY_LOCAL_DIR (<repo>/.local).
+# Settings (environment): TALLY_KAFKA_PORT (9092), TALLY_LOCAL_DIR (<repo>/.local),
+# TALLY_KAFKA_START_SECONDS (60: how long `start` waits for "Kafka Server started"; a broker
+# recovering a large log after `kill` on a busy machine can need more).
 # The controller listens on TALLY_KAFKA_PORT+1. Start when running is a no-op.
 set -euo pipefail
 
@@ -16,6 +18,7 @@ repo=$(cd "$here/../.." && pwd)
 local_dir=${TALLY_LOCAL_DIR:-$repo/.local}
 port=${TALLY_KAFKA_PORT:-9092}
 controller_port=$((port + 1))
+start_seconds=${TALLY_KAFKA_START_SECONDS:-60}
 home="$local_dir/kafka-$port"
 lib="$local_dir/kafka-lib"
 pidfile="$home/kafka.pid"
@@ -83,7 +86,7 @@ start() {
     -Dlog4j2.configurationFile="$here/kafka/log4j2.xml" -cp "$lib/*" \
     kafka.Kafka "$home/server.properties" >>"$logfile" 2>&1 &
   echo $! > "$pidfile"
-  for _ in $(seq 1 120); do
+  for _ in $(seq 1 $((start_seconds * 2))); do
     if ! is_running; then echo "kafka.sh: broker exited; see $logfile" >&2; tail -n 30 "$logfile" >&2; exit 1; fi
     # Only this start's lines count: the log is appended to across restarts.
     if port_open "$port" && tail -n +"$((${seen:-0} + 1))" "$logfile" | grep -q "Kafka Server started"; then
@@ -91,7 +94,7 @@ start() {
     fi
     sleep 0.5
   done
-  echo "kafka.sh: broker not ready after 60 s; see $logfile" >&2; exit 1
+  echo "kafka.sh: broker not ready after $start_seconds s; see $logfile" >&2; tail -n 30 "$logfile" | cut -c1-400 >&2; exit 1
 }
 
 stop() {

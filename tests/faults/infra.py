@@ -4,13 +4,17 @@ ports), so that restarting them hurts nobody else's work on the shared ones."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from tally_messaging.testing import REPO, Infra
 
 SCRIPTS = REPO / "deploy" / "local"
+START_ATTEMPTS = 3  # a broker recovering its log on a busy machine may miss one start window
 
 
 def _port_free(port: int) -> bool:
@@ -35,7 +39,12 @@ class PrivateInfra:
         env = dict(os.environ)
         env.update(TALLY_KAFKA_PORT=str(self.kafka_port), TALLY_PG_PORT=str(self.pg_port))
         env.pop("TALLY_PG_FAST", None)  # fsync on: a restart must not lose what was committed
+        env.setdefault("TALLY_KAFKA_START_SECONDS", "180")
         return env
+
+    @property
+    def _local(self) -> Path:
+        return Path(os.environ.get("TALLY_LOCAL_DIR", REPO / ".local"))
 
     async def _script(self, script: str, *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -55,21 +64,49 @@ class PrivateInfra:
         for port in (self.kafka_port, self.kafka_port + 1, self.pg_port):
             if not _port_free(port):
                 raise RuntimeError(f"port {port} is taken: pick other ports for the private Kafka/PostgreSQL")
-        print("  " + await self._script("kafka.sh", "start"), flush=True)
-        print("  " + await self._script("postgres.sh", "start"), flush=True)
+        print("  " + await self._start("kafka.sh"), flush=True)
+        print("  " + await self._start("postgres.sh"), flush=True)
+
+    async def _start(self, script: str) -> str:
+        """Start, and on failure stop what is left (SIGKILL for the broker) and start again: the
+        fault run is about the services, a slow server start is not one of its findings."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return await self._script(script, "start")
+            except RuntimeError as exc:
+                if attempt == START_ATTEMPTS:
+                    raise
+                print(f"  {script} start attempt {attempt} failed, retrying: {str(exc)[-300:]}", flush=True)
+                with contextlib.suppress(RuntimeError):
+                    await self._script(script, "kill" if script == "kafka.sh" else "stop")
+                await asyncio.sleep(2.0 * attempt)
+        raise AssertionError("unreachable")
 
     async def restart_kafka(self, down: float, hard: bool = False) -> None:
         """Stop the broker (`hard`: SIGKILL, no controlled shutdown), wait, start it again."""
         await self._script("kafka.sh", "kill" if hard else "stop")
         await asyncio.sleep(down)
-        await self._script("kafka.sh", "start")
+        await self._start("kafka.sh")
 
     async def restart_postgres(self, down: float, immediate: bool = False) -> None:
         """Stop the server (`immediate`: `pg_ctl stop -m immediate`, recovery from the WAL at
         the next start; else `-m fast`), wait, start it again."""
         await self._script("postgres.sh", "stop", "immediate" if immediate else "fast")
         await asyncio.sleep(down)
-        await self._script("postgres.sh", "start")
+        await self._start("postgres.sh")
+
+    def keep_logs(self, into: Path) -> list[Path]:
+        """Copy the broker's and the server's logs out of the folders `wipe` removes."""
+        into.mkdir(parents=True, exist_ok=True)
+        kept = []
+        for source, name in (
+            (self._local / f"kafka-{self.kafka_port}" / "kafka.log", f"kafka-{self.kafka_port}.log"),
+            (self._local / f"pg-{self.pg_port}" / "pg.log", f"pg-{self.pg_port}.log"),
+        ):
+            if source.exists():
+                shutil.copyfile(source, into / name)
+                kept.append(into / name)
+        return kept
 
     async def wipe(self) -> None:
         await self._script("kafka.sh", "wipe")

@@ -201,6 +201,10 @@ async def run(
     finally:
         if private is not None:
             with contextlib.suppress(Exception):
+                logs = Path(os.environ.get("TMPDIR", "/tmp")) / f"tally-faults-seed{seed}-logs"
+                for kept in private.keep_logs(logs):
+                    print(f"  kept {kept}", flush=True)
+            with contextlib.suppress(Exception):
                 await private.wipe()
 
 
