@@ -312,8 +312,8 @@ def test_every_problem_is_reported_at_once() -> None:
     assert where(errors) == [
         (None, "destination_groups['international']"),
         ("a", "value_type"),
-        ("c", "value_type"),
         ("c", "conditions[0].threshold"),
+        ("c", "value_type"),
         ("c", "conditions[0].value"),
     ]
 

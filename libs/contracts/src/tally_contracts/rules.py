@@ -14,6 +14,8 @@ from tally_contracts.identifiers import Identifier
 from tally_contracts.money import StrictDecimal
 
 TransactionType = Literal["subscription", "usage", "one_time"]
+RuleTypeName = Literal["promotion", "minimum_amount", "penalty"]
+"""The rule types; each is one module of the rules service (`rules.rule_types`)."""
 
 
 class _Part(BaseModel):
@@ -47,7 +49,7 @@ class Condition(_Part):
 
 class Rule(_Part):
     rule_id: Identifier = Field(description="Rule id, unique in the set.")
-    type: Literal["promotion", "minimum_amount", "penalty"] = Field(description="Rule type.")
+    type: RuleTypeName = Field(description="Rule type.")
     title: str = Field(description="Transaction title shown on the adjustment line.")
     tax_code: str | None = Field(default=None, description="Tax code of the adjustment line.")
     analyze: Analyze = Field(description="What the conditions are measured on.")

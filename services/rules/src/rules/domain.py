@@ -41,8 +41,9 @@ Rules this package enforces (documented for billing teams):
 """
 
 from rules.destinations import DestinationGroups
-from rules.evaluation import Scope, adjust_invoice, evaluate
+from rules.evaluation import adjust_invoice, evaluate
 from rules.rule_sets import RuleSetVersion, put_rule_set, select_rule_set
+from rules.running_invoice import Scope
 from rules.validation import RuleSetError, RuleSetRejected, validate_rule_set
 
 __all__ = [

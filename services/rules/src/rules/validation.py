@@ -11,15 +11,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from rules.rule_type import Problem
+from rules.rule_types import RULE_TYPES
 from tally_contracts.rules import PutRuleSet, Rule
 
 ADJUSTMENT_LINE_PREFIX = "adj-"
 MAX_LINE_ID_LENGTH = 200
 MAX_RULE_ID_LENGTH = MAX_LINE_ID_LENGTH - len(ADJUSTMENT_LINE_PREFIX)
 MAX_TITLE_LENGTH = 500
-
-Problem = tuple[str, str]
-"""(field, what is wrong and what to do) for one rule."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +67,11 @@ def validate_rule_set(cmd: PutRuleSet) -> list[RuleSetError]:
 
 
 def _rule_problems(rule: Rule, cmd: PutRuleSet) -> Iterator[Problem]:
+    """The fields every rule has, then what its type gives meaning to."""
     yield from _identity_problems(rule)
     yield from _analyze_problems(rule, cmd.destination_groups)
-    yield from _measure_problems(rule)
-    yield from _value_type_problems(rule)
-    yield from _condition_problems(rule)
-    yield from _apply_to_problems(rule)
+    yield from _threshold_problems(rule)
+    yield from RULE_TYPES[rule.type].problems(rule)
 
 
 def _identity_problems(rule: Rule) -> Iterator[Problem]:
@@ -129,105 +127,20 @@ def _analyze_problems(rule: Rule, groups: Mapping[str, list[str]]) -> Iterator[P
         )
 
 
-def _measure_problems(rule: Rule) -> Iterator[Problem]:
-    if rule.measure != "units":
-        return
-    if rule.type == "minimum_amount":
-        yield "measure", "a minimum_amount is an amount of money; set measure to 'money'"
-    elif rule.analyze.scope != "service":
-        yield (
-            "measure",
-            f"units can only be counted for one service, not on scope {rule.analyze.scope!r}; "
-            "set analyze.scope to 'service' with analyze.service, or measure 'money'",
-        )
-
-
-def _value_type_problems(rule: Rule) -> Iterator[Problem]:
-    if rule.type == "minimum_amount":
-        if rule.value_type is not None:
-            yield (
-                "value_type",
-                "a minimum_amount adds the difference up to its threshold; remove value_type",
-            )
-    elif rule.value_type is None:
-        yield "value_type", f"is missing; a {rule.type} needs value_type 'amount' or 'percentage'"
-
-
-def _condition_problems(rule: Rule) -> Iterator[Problem]:
-    if rule.type == "minimum_amount" and len(rule.conditions) > 1:
-        yield (
-            "conditions",
-            f"a minimum_amount has exactly one condition (its threshold), not {len(rule.conditions)}; "
-            "keep one",
-        )
+def _threshold_problems(rule: Rule) -> Iterator[Problem]:
     first_with: dict[Decimal, int] = {}
     for index, condition in enumerate(rule.conditions):
-        field = f"conditions[{index}]"
+        field = f"conditions[{index}].threshold"
         if condition.threshold < 0:
-            yield f"{field}.threshold", f"is negative ({condition.threshold}); use zero or more"
+            yield field, f"is negative ({condition.threshold}); use zero or more"
         if condition.threshold in first_with:
             yield (
-                f"{field}.threshold",
+                field,
                 f"{condition.threshold} is also the threshold of conditions[{first_with[condition.threshold]}]; "
                 "give each tier its own threshold",
             )
         else:
             first_with[condition.threshold] = index
-        yield from _value_problems(rule, field, condition.value)
-
-
-def _value_problems(rule: Rule, field: str, value: Decimal | None) -> Iterator[Problem]:
-    if rule.type == "minimum_amount":
-        if value is not None:
-            yield f"{field}.value", "a minimum_amount tops up to its threshold and takes no value; remove it"
-        return
-    wanted = "percentage" if rule.value_type == "percentage" else "amount"
-    if value is None:
-        yield f"{field}.value", f"is missing; set the {rule.type}'s {wanted}"
-    elif value <= 0:
-        yield f"{field}.value", f"must be more than zero, not {value}; set the {rule.type}'s {wanted}"
-    elif rule.type == "promotion" and rule.value_type == "percentage" and value > 100:
-        yield (
-            f"{field}.value",
-            f"{value}% is over 100; a promotion never credits more than the charges, use at most 100",
-        )
-
-
-def _apply_to_problems(rule: Rule) -> Iterator[Problem]:
-    target = rule.apply_to
-    if target is None:
-        return
-    if rule.type == "minimum_amount":
-        yield "apply_to", "a minimum_amount tops up the analysed charges themselves; remove apply_to"
-        return
-    if target.scope == "transaction_type" and target.transaction_type is None:
-        yield (
-            "apply_to.transaction_type",
-            "is missing; scope 'transaction_type' needs one of subscription, usage or one_time",
-        )
-    if target.scope != "transaction_type" and target.transaction_type is not None:
-        yield (
-            "apply_to.transaction_type",
-            f"is only used with scope 'transaction_type', not {target.scope!r}; remove it or change apply_to.scope",
-        )
-    if target.scope == "service" and not target.service:
-        yield (
-            "apply_to.service",
-            "is missing; scope 'service' needs the service charged or credited, e.g. 'voice'",
-        )
-    if target.scope != "service" and target.service is not None:
-        yield (
-            "apply_to.service",
-            f"is only used with scope 'service', not {target.scope!r}; remove it or set apply_to.scope to 'service'",
-        )
-    if target.scope == "subscription" and not target.subscription_id:
-        yield "apply_to.subscription_id", "is missing; scope 'subscription' needs the subscription's id"
-    if target.scope != "subscription" and target.subscription_id is not None:
-        yield (
-            "apply_to.subscription_id",
-            f"is only used with scope 'subscription', not {target.scope!r}; "
-            "remove it or set apply_to.scope to 'subscription'",
-        )
 
 
 def _destination_group_errors(groups: Mapping[str, list[str]]) -> Iterator[RuleSetError]:
