@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import OutOfOrderSequenceNumber, UnknownProducerId
 
 from tally_contracts import topics
 from tally_contracts.topics import PARTITIONS, TOPIC_MESSAGES, dlq
@@ -77,6 +78,7 @@ class Stack:
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     _producer: AIOKafkaProducer | None = None
+    _producer_config: dict[str, Any] = field(default_factory=dict)
     _admin: AIOKafkaAdminClient | None = None
     _offsets: AIOKafkaConsumer | None = None
     _http: httpx.AsyncClient | None = None
@@ -109,9 +111,10 @@ class Stack:
             self.processes[name].start()
         for process in self.processes.values():
             await process.wait_healthy(90)
-        self._producer = AIOKafkaProducer(
+        self._producer_config = dict(
             bootstrap_servers=self.infra.kafka_bootstrap, enable_idempotence=True, max_request_size=2_000_000
         )
+        self._producer = AIOKafkaProducer(**self._producer_config)
         await self._producer.start()
         self._admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.kafka_bootstrap)
         await self._admin.start()
@@ -249,10 +252,24 @@ class Stack:
     ) -> tuple[int, int]:
         """Publish one record; returns where it landed (partition, offset)."""
         assert self._producer is not None
-        meta = await self._producer.send_and_wait(
-            self.prefix + topic, value=value, key=key or b"x", headers=headers or [], partition=partition
-        )
+        try:
+            meta = await self._producer.send_and_wait(
+                self.prefix + topic, value=value, key=key or b"x", headers=headers or [], partition=partition
+            )
+        except (OutOfOrderSequenceNumber, UnknownProducerId):
+            await self._renew_producer()
+            raise
         return meta.partition, meta.offset
+
+    async def _renew_producer(self) -> None:
+        """A new producer (a new producer id): aiokafka's idempotent producer does not recover
+        once the broker lost its sequence (OutOfOrderSequenceNumber for ever after a broker
+        restart, aiokafka#1017). A record sent again is a duplicate the services' inbox drops."""
+        old, self._producer = self._producer, AIOKafkaProducer(**self._producer_config)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.stop()
+        await self._producer.start()
 
     # -- idle detection ----------------------------------------------------------------
 
