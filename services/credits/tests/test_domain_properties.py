@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +33,7 @@ from credits.ledger import (
     payment_account,
     promo_account,
 )
+from credits.open_items import Changes, Wanted, changes, open_items, wanted_by
 from tally_contracts import MessageData, Money
 from tally_contracts.credits import (
     ApplyCredits,
@@ -635,3 +636,119 @@ def test_every_entry_and_application_id_is_unique(step_list: list[Step]) -> None
     application_ids = [a.application_id for a in run.state.applications]
     assert len(set(entry_ids)) == len(entry_ids)
     assert len(set(application_ids)) == len(application_ids)
+
+
+# -- deciding on the open items alone (issue 15) -------------------------------------------
+
+
+def written_back(whole: CustomerLedger, done: Changes) -> CustomerLedger:
+    """`whole` with what an operation changed on its open items written back, record by
+    record, as the store writes rows: changed records in place, new ones appended."""
+
+    def upsert(records: tuple[Any, ...], changed: tuple[Any, ...], key: str) -> tuple[Any, ...]:
+        by_id = {getattr(r, key): r for r in records}
+        by_id.update({getattr(r, key): r for r in changed})
+        return tuple(by_id.values())
+
+    released = {a.application_id for a in done.released}
+    applications = tuple(
+        replace(a, status="released") if a.application_id in released else a
+        for a in (*whole.applications, *done.applications)
+    )
+    return replace(
+        whole,
+        grants=upsert(whole.grants, done.grants, "grant_id"),
+        lots=upsert(whole.lots, done.lots, "lot_id"),
+        invoices=upsert(whole.invoices, done.invoices, "invoice_id"),
+        payments=upsert(whole.payments, done.payments, "payment_id"),
+        applications=applications,
+        refunds=whole.refunds + done.refunds,
+        deductions=whole.deductions + done.deductions,
+        next_seq=done.next_seq,
+    )
+
+
+def decided(operation: Operation, state: CustomerLedger, data: Any, cause: Cause) -> Outcome | str:
+    try:
+        return operation(state, data, cause)
+    except CreditsError as error:
+        return f"{error.code}: {error.reason}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(step_lists)
+def test_a_message_decided_on_the_open_items_does_what_it_does_on_the_whole_ledger(
+    step_list: list[Step],
+) -> None:
+    """Same events, same ledger entries, same refusals; and the changed records written back
+    give the whole ledger's next state."""
+    run = Run(CustomerLedger("cus_1"), START, [], [])
+    for step in step_list:
+        found = message(run, step)
+        if found is None:
+            continue
+        operation, data = found
+        run.messages += 1
+        cause = Cause(f"m{run.messages}", run.day)
+        part = open_items(run.state, wanted_by(data))
+
+        on_whole, on_part = decided(operation, run.state, data, cause), decided(operation, part, data, cause)
+
+        if isinstance(on_whole, str) or isinstance(on_part, str):
+            assert on_part == on_whole
+            continue
+        assert (on_part.events, on_part.entries) == (on_whole.events, on_whole.entries)
+        assert written_back(run.state, changes(part, on_part.state)) == on_whole.state
+        run.state = on_whole.state
+
+
+def test_settled_history_is_not_among_the_open_items() -> None:
+    """A paid invoice, its applications and the exhausted grant that paid it stay out; the
+    grant with credit left, the open invoice and a parked payment are in."""
+    day = Cause("m1", START)
+    state = domain.grant_credit(
+        CustomerLedger("cus_1"),
+        GrantCredit(grant_id="g-1", kind="promotional", amount=money(Decimal(10), "USD"), source="other"),
+        day,
+    ).state
+    state = domain.finalize_invoice(
+        state, invoice_finalized("inv-paid", money(Decimal(10), "USD"), START), Cause("m2", START)
+    ).state
+    state = domain.finalize_invoice(
+        state, invoice_finalized("inv-open", money(Decimal(5), "USD"), START), Cause("m3", START)
+    ).state
+    state = domain.grant_credit(
+        state,
+        GrantCredit(
+            grant_id="g-2",
+            kind="promotional",
+            amount=money(Decimal(1), "USD"),
+            source="other",
+            apply_to_existing=False,
+        ),
+        Cause("m4", START),
+    ).state
+    state = domain.record_payment(
+        state,
+        PaymentRecorded(
+            payment_id="p-1",
+            invoice_id="inv-later",
+            amount=money(Decimal(3), "USD"),
+            method="cash",
+            received_on=START,
+        ),
+        Cause("m5", START),
+    ).state
+
+    part = open_items(state, Wanted())
+
+    assert [i.invoice_id for i in part.invoices] == ["inv-open"]
+    assert [g.grant_id for g in part.grants] == ["g-2"]
+    assert part.applications == ()
+    assert [p.payment_id for p in part.payments] == ["p-1"]
+    assert [
+        i.invoice_id for i in open_items(state, Wanted(invoice_ids=frozenset({"inv-paid"}))).invoices
+    ] == [
+        "inv-paid",
+        "inv-open",
+    ]

@@ -1,5 +1,6 @@
-"""The stored snapshot of a customer's ledger (`credits.store.dump_state` / `load_state`):
-pure, no database, so `make test-fast` runs it."""
+"""The snapshot of a customer's ledger as migration 0001 stored it (`credits.snapshot`),
+which the upgrade to rows (0002_open_items) reads: pure, no database, so `make test-fast`
+runs it."""
 
 import contextlib
 import datetime as dt
@@ -10,7 +11,7 @@ from typing import Any
 
 from credits import domain
 from credits.domain import Cause, CustomerLedger, Outcome
-from credits.store import dump_state, load_state
+from credits.snapshot import dump_state, load_state
 from tally_contracts import Line, Money
 from tally_contracts.credits import ApplyCredits, ChangeCreditCurrency, ExpireCredits, GrantCredit
 from tally_contracts.invoicing import InvoiceFinalized, InvoiceVoided

@@ -2,9 +2,11 @@
 what is applied to which invoice. Pure: a state and a message in, an `Outcome` out (the
 next state, the events to publish, the ledger entries to append); no I/O.
 
-A handler loads the customer's `CustomerLedger`, calls one operation with the message's
-data and its `Cause` (message id and the envelope's `occurred_at` day), saves
-`outcome.state`, appends `outcome.entries` and publishes `outcome.events`. A broken
+A handler loads the customer's open items as a `CustomerLedger` (`credits.open_items`:
+what the message can still change, never the settled history), calls one operation with
+the message's data and its `Cause` (message id and the envelope's `occurred_at` day),
+saves what `outcome.state` changed, appends `outcome.entries` and publishes
+`outcome.events`. An operation decides the same on the open items as on the whole ledger. A broken
 business rule raises `CreditsError(code, reason)` and changes nothing; the handler
 answers a command with CommandRejected. Allocation rules are in `credits.allocation`,
 the chart of accounts in `credits.ledger`.

@@ -1,11 +1,13 @@
 """One function per message type: load → decide (domain) → save → publish.
 
 Every handler runs inside the runtime's transaction, which already holds the advisory
-lock of the message's key (the customer); the ledger row is also read FOR UPDATE. A
-broken business rule (`CreditsError`) changes nothing: a command is answered by
-CommandRejected, another service's event goes to the DLQ with the reason — except a
-deduction (PromotionalCreditsDeducted), which payments asked for on a person's behalf:
-credits answers it with CommandRejected on `credits.events`, correlated with the
+lock of the message's key (the customer); the customer row is also read FOR UPDATE. Only
+the customer's open items (and the records the message names) are loaded, and only what
+the operation changed is written (`credits.open_items`). A broken business rule
+(`CreditsError`) changes nothing: a command is answered by CommandRejected, another
+service's event goes to the DLQ with the reason — except a deduction
+(PromotionalCreditsDeducted), which payments asked for on a person's behalf: credits
+answers it with CommandRejected on `credits.events`, correlated with the
 DeductPromotionalCredits command that started it.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 from credits import domain
 from credits.change import Cause, Outcome
 from credits.customer import CreditsError, CustomerLedger
+from credits.open_items import changes, wanted_by
 from credits.store import CreditsStore
 from tally_contracts import Envelope
 from tally_messaging import Rejected, Transaction
@@ -40,13 +43,13 @@ def _customer_id(message: Envelope[Any]) -> str:
 async def _run(message: Envelope[Any], tx: Transaction, operation: Operation) -> None:
     customer_id = _customer_id(message)
     store = CreditsStore(tx.conn)
-    state = await store.load(customer_id)
+    state = await store.load(customer_id, wanted_by(message.data))
     cause = cause_of(message)
     try:
         outcome = operation(state, message.data, cause)
     except CreditsError as error:
         raise Rejected(error.code, error.reason) from None
-    await _save_and_publish(store, tx, message, cause, outcome, unchanged=outcome.state is state)
+    await _save_and_publish(store, tx, message, cause, state, outcome)
 
 
 async def _save_and_publish(
@@ -54,12 +57,18 @@ async def _save_and_publish(
     tx: Transaction,
     message: Envelope[Any],
     cause: Cause,
+    before: CustomerLedger,
     outcome: Outcome,
-    *,
-    unchanged: bool,
 ) -> None:
-    if not unchanged:
-        await store.save(outcome.state, outcome.entries, outcome.events, cause, message.type)
+    if outcome.state is not before:
+        await store.save(
+            changes(before, outcome.state),
+            outcome.state,
+            outcome.entries,
+            outcome.events,
+            cause,
+            message.type,
+        )
     for event in outcome.events:
         tx.publish(message, event, customer_id=outcome.state.customer_id)
 
@@ -95,11 +104,11 @@ async def deduct_promotional(message: Envelope[Any], tx: Transaction) -> None:
     CommandRejected (more than there is, an unknown grant) and nothing changed."""
     customer_id = _customer_id(message)
     store = CreditsStore(tx.conn)
-    state = await store.load(customer_id)
+    state = await store.load(customer_id, wanted_by(message.data))
     cause = cause_of(message)
     try:
         outcome = domain.deduct_promotional(state, message.data, cause)
     except CreditsError as error:
         tx.reject(message, error.code, error.reason)
         return
-    await _save_and_publish(store, tx, message, cause, outcome, unchanged=outcome.state is state)
+    await _save_and_publish(store, tx, message, cause, state, outcome)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Any
 
-from invoicing.domain import InvoicingError
+from invoicing.closing import check_closable
+from invoicing.errors import InvoicingError
 from invoicing.lifecycle import HeldEvents, close_period_invoice, owned_invoice, rule_breaks_rejected
 from invoicing.store import InvoiceRow, InvoicingStore
 from tally_contracts import Envelope
@@ -73,10 +74,7 @@ async def close_invoice(message: Envelope[Any], tx: Transaction) -> None:
     data: CloseInvoice = message.data
     store = InvoicingStore(tx.conn)
     invoice = await owned_invoice(store, data.invoice_id, message)
-    if invoice.status != "pending":
-        raise Rejected(
-            f"invoice_{invoice.status}", f"invoice {invoice.invoice_id} is already {invoice.status}"
-        )
+    check_closable(invoice.state())
     try:
         await close_period_invoice(store, tx, message, invoice)
     except INFRASTRUCTURE_ERRORS:

@@ -1,15 +1,15 @@
 """Commands about customers, prices, subscriptions and charges, and the answers from the
-rules and credits services. One function per message type: load → decide (domain) → save
-→ publish. Usage is in `ingest`, bill runs and CloseInvoice in `billing`."""
+rules and credits services. One function per message type: load the customer's open items
+→ decide (`accounts`, `closing`, `posting`) → save → publish. Usage is in `ingest`, bill
+runs and CloseInvoice in `billing`."""
 
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Any
 
-from invoicing import domain
-from invoicing.domain import InvoiceState, Subscription
+from invoicing import accounts, closing, posting
+from invoicing.accounts import Customer, OpenInvoices
 from invoicing.lifecycle import (
     close_with,
     known_customer,
@@ -19,8 +19,9 @@ from invoicing.lifecycle import (
     rule_breaks_rejected,
     status_changed,
 )
-from invoicing.store import Customer, InvoicingStore
-from tally_contracts import Envelope, Money
+from invoicing.periods import period_of
+from invoicing.store import InvoicingStore
+from tally_contracts import Envelope
 from tally_contracts.credits import InvoiceBalanceChanged
 from tally_contracts.invoicing import (
     AddCharge,
@@ -29,7 +30,6 @@ from tally_contracts.invoicing import (
     CreateSubscription,
     CustomerUpserted,
     InvoiceFinalized,
-    InvoiceStatus,
     InvoiceVoided,
     PriceListChanged,
     PutPriceList,
@@ -42,6 +42,24 @@ from tally_contracts.invoicing import (
 from tally_contracts.rules import InvoiceAdjusted
 from tally_messaging import Rejected, Transaction
 
+
+def _message_day(message: Envelope[Any]) -> dt.date:
+    return message.occurred_at.astimezone(dt.UTC).date()
+
+
+async def _open_invoices(store: InvoicingStore, customer: Customer) -> OpenInvoices:
+    """The customer's pending period invoices and what would close on them."""
+    pending = [i.state() for i in await store.pending_period_invoices([customer.customer_id])]
+    if not pending:
+        return OpenInvoices()
+    return OpenInvoices(
+        pending,
+        await store.usage_of([i.invoice_id for i in pending]),
+        await store.subscriptions(customer.customer_id, min(i.period_start for i in pending)),
+        (await store.pending_charge_amounts([customer.customer_id])).get(customer.customer_id, []),
+    )
+
+
 # -- customers, prices, subscriptions, charges -------------------------------------
 
 
@@ -52,11 +70,8 @@ async def upsert_customer(message: Envelope[Any], tx: Transaction) -> None:
     if not message.customer_id:
         raise Rejected("customer_id_missing", "UpsertCustomer needs the envelope's customer_id")
     existing = await store.customer(message.customer_id)
-    if existing is not None and existing.currency != data.currency:
-        invoices = await store.customer_invoices(message.customer_id)
-        open_invoices = sum(1 for i in invoices if i.status in ("pending", "closed"))
-        domain.check_currency_change(existing.currency, data.currency, open_invoices)
-    customer = Customer(message.customer_id, data.currency, data.name, data.billing_day, data.price_list_id)
+    open_count = await store.open_invoice_count(message.customer_id) if existing is not None else 0
+    customer = accounts.upsert_customer(existing, open_count, message.customer_id, data)
     await store.upsert_customer(customer)
     tx.publish(message, CustomerUpserted(**data.model_dump()))
 
@@ -67,37 +82,22 @@ async def put_price_list(message: Envelope[Any], tx: Transaction) -> None:
     tx.publish(message, PriceListChanged(price_list_id=data.price_list_id, prices=len(data.prices)))
 
 
-async def _check_open_invoices_take(
-    store: InvoicingStore, customer: Customer, amount: Money, field_name: str
-) -> None:
-    """Refuse (total_over_cap, naming `field_name`) an amount that would take one of the
-    customer's open invoices past the sum cap."""
-    open_invoices = [i for i in await store.period_invoices([customer.customer_id]) if i.status == "pending"]
-    if not open_invoices:
-        return
-    usage = await store.usage_of([i.invoice_id for i in open_invoices])
-    subscriptions = await store.subscriptions(customer.customer_id)
-    charges = (await store.pending_charge_amounts([customer.customer_id])).get(customer.customer_id, [])
-    for invoice in open_invoices:
-        sums = domain.open_invoice_sums(
-            invoice.state(), usage.get(invoice.invoice_id, ()), subscriptions, charges
-        )
-        sums.add_amount(amount.amount, field_name)
-
-
 @rule_breaks_rejected
 async def create_subscription(message: Envelope[Any], tx: Transaction) -> None:
     data: CreateSubscription = message.data
     store = InvoicingStore(tx.conn)
     customer = await known_customer(store, message)
-    domain.check_same_currency("fee", data.fee, customer.currency)
-    start, end = domain.period_of(data.starts_on, customer.billing_day)
-    await _check_open_invoices_take(store, customer, data.fee, "fee")
-    sub = Subscription(data.subscription_id, data.name, data.fee, data.starts_on)
-    if not await store.add_subscription(customer.customer_id, sub):
-        raise Rejected("duplicate_subscription", f"subscription {data.subscription_id!r} already exists")
-    if not any(i.period_start == start for i in await store.period_invoices([customer.customer_id])):
-        await open_period(store, tx, message, customer, start, end)
+    first_period, _ = period_of(data.starts_on, customer.billing_day)
+    decided = accounts.create_subscription(
+        customer,
+        await _open_invoices(store, customer),
+        await store.subscription(customer.customer_id, data.subscription_id),
+        await store.period_invoice(customer.customer_id, first_period) is not None,
+        data,
+    )
+    await store.add_subscription(customer.customer_id, decided.subscription)
+    if decided.open_period is not None:
+        await open_period(store, tx, message, customer, *decided.open_period)
     tx.publish(message, SubscriptionCreated(**data.model_dump()))
 
 
@@ -106,12 +106,9 @@ async def cancel_subscription(message: Envelope[Any], tx: Transaction) -> None:
     data: CancelSubscription = message.data
     store = InvoicingStore(tx.conn)
     customer = await known_customer(store, message)
-    sub = await store.subscription(customer.customer_id, data.subscription_id)
-    if sub is None:
-        raise Rejected(
-            "unknown_subscription", f"subscription {data.subscription_id!r} is not known for this customer"
-        )
-    ended = domain.cancelled(sub, data.ends_on)
+    ended = accounts.cancel_subscription(
+        await store.subscription(customer.customer_id, data.subscription_id), data
+    )
     await store.cancel_subscription(customer.customer_id, ended.subscription_id, data.ends_on)
     tx.publish(message, SubscriptionCancelled(**data.model_dump()))
 
@@ -121,24 +118,23 @@ async def add_charge(message: Envelope[Any], tx: Transaction) -> None:
     data: AddCharge = message.data
     store = InvoicingStore(tx.conn)
     customer = await known_customer(store, message)
-    domain.check_same_currency("charge", data.amount, customer.currency)
-    if not await store.record_charge_id(customer.customer_id, data.charge_id):
-        raise Rejected(
-            "duplicate_charge",
-            f"charge {data.charge_id!r} was already added for this customer; use a new charge_id",
+    used = await store.charge_id_used(customer.customer_id, data.charge_id)
+    if data.invoice_now:
+        invoiced = accounts.charge_now(customer, used, data, _message_day(message))
+        await store.record_charge_id(customer.customer_id, data.charge_id)
+        if not await open_invoice(store, tx, message, invoiced.invoice, "one_time"):
+            raise RuntimeError(
+                f"invoice {invoiced.invoice.invoice_id} already exists for a charge id never seen"
+            )
+        await close_with(store, tx, message, invoiced)
+        invoice_id: str | None = invoiced.invoice.invoice_id
+    else:
+        pending = accounts.charge_later(customer, await _open_invoices(store, customer), used, data)
+        await store.record_charge_id(customer.customer_id, data.charge_id)
+        await store.add_pending_charge(
+            customer.customer_id, pending.charge_id, pending.description, pending.amount
         )
-    if not data.invoice_now:
-        await _check_open_invoices_take(store, customer, data.amount, "amount")
-        await store.add_pending_charge(customer.customer_id, data.charge_id, data.description, data.amount)
-        tx.publish(message, ChargeAdded(charge_id=data.charge_id, amount=data.amount, invoice_id=None))
-        return
-    day = message.occurred_at.astimezone(dt.UTC).date()
-    invoice_id = domain.one_time_invoice_id(customer.customer_id, data.charge_id)
-    state = InvoiceState(invoice_id, customer.customer_id, customer.currency, "closed", day, day)
-    if not await open_invoice(store, tx, message, state, "one_time"):
-        raise RuntimeError(f"invoice {invoice_id} already exists for a charge id never seen")
-    lines = [domain.one_time_line(data.charge_id, data.description, data.amount)]
-    await close_with(store, tx, message, state, lines)
+        invoice_id = None
     tx.publish(message, ChargeAdded(charge_id=data.charge_id, amount=data.amount, invoice_id=invoice_id))
 
 
@@ -151,47 +147,41 @@ async def finalize(message: Envelope[Any], tx: Transaction) -> None:
     data: InvoiceAdjusted = message.data
     store = InvoicingStore(tx.conn)
     invoice = await store.invoice(data.invoice_id, for_update=True)
-    if invoice is None:
-        raise Rejected(
-            "unknown_invoice",
-            f"rules answered for invoice {data.invoice_id!r}, which invoicing does not know",
-        )
-    if invoice.status != "closed":
+    charges = await store.lines(invoice.invoice_id, invoice.currency) if invoice is not None else []
+    posted = posting.post(
+        invoice.state() if invoice is not None else None, charges, data, _message_day(message)
+    )
+    if posted is None:
         return  # already finalised: a repeated answer changes nothing
-    charges = await store.lines(invoice.invoice_id, invoice.currency)
-    adjustments = [ln for ln in data.lines if ln.amount.currency == invoice.currency]
-    if len(adjustments) != len(data.lines):
-        raise Rejected(
-            "currency_mismatch", f"adjustments for {invoice.invoice_id} are not all in {invoice.currency}"
-        )
-    total = domain.finalized_total(charges, adjustments, invoice.currency)
-    issued_on = message.occurred_at.astimezone(dt.UTC).date()
-    await store.save_lines(invoice.invoice_id, adjustments)
-    await store.post(invoice.invoice_id, total, issued_on, data.rule_set_id, data.rule_set_version)
+    state = posted.invoice
+    await store.save_lines(state.invoice_id, posted.adjustments)
+    await store.post(
+        state.invoice_id, posted.total, posted.issued_on, posted.rule_set_id, posted.rule_set_version
+    )
     tx.publish(
         message,
         InvoiceFinalized(
-            invoice_id=invoice.invoice_id,
-            currency=invoice.currency,
-            issued_on=issued_on,
-            lines=[*charges, *adjustments],
-            total=total,
-            rule_set_id=data.rule_set_id,
-            rule_set_version=data.rule_set_version,
-            regenerated_from=invoice.regenerated_from,
+            invoice_id=state.invoice_id,
+            currency=state.currency,
+            issued_on=posted.issued_on,
+            lines=list(posted.lines),
+            total=posted.total,
+            rule_set_id=posted.rule_set_id,
+            rule_set_version=posted.rule_set_version,
+            regenerated_from=state.regenerated_from,
         ),
-        customer_id=invoice.customer_id,
+        customer_id=state.customer_id,
     )
-    status_changed(tx, message, invoice, "posted")
+    status_changed(tx, message, state, "posted")
 
 
 @rule_breaks_rejected
 async def void_invoice(message: Envelope[Any], tx: Transaction) -> None:
     data: VoidInvoice = message.data
     store = InvoicingStore(tx.conn)
-    invoice = await owned_invoice(store, data.invoice_id, message)
-    domain.require_status(invoice.state(), ("posted", "paid"), "voided")
-    await store.set_status(invoice.invoice_id, "voided", Decimal(0))  # nothing is owed on it any more
+    invoice = (await owned_invoice(store, data.invoice_id, message)).state()
+    amount_due = posting.void(invoice)
+    await store.set_status(invoice.invoice_id, "voided", amount_due)
     tx.publish(
         message,
         InvoiceVoided(invoice_id=invoice.invoice_id, reason=data.reason),
@@ -204,26 +194,16 @@ async def void_invoice(message: Envelope[Any], tx: Transaction) -> None:
 async def regenerate_invoice(message: Envelope[Any], tx: Transaction) -> None:
     data: RegenerateInvoice = message.data
     store = InvoicingStore(tx.conn)
-    old = await owned_invoice(store, data.invoice_id, message)
-    domain.require_status(old.state(), ("voided",), "regenerated")
-    if (existing := await store.regeneration_of(old.invoice_id)) is not None:
-        raise Rejected(
-            "already_regenerated", f"invoice {old.invoice_id} was already regenerated as {existing}"
-        )
-    lines = domain.regenerated_lines(await store.lines(old.invoice_id, old.currency))
-    state = InvoiceState(
-        domain.regenerated_invoice_id(old.customer_id, old.invoice_id),
-        old.customer_id,
-        old.currency,
-        "closed",
-        old.period_start,
-        old.period_end,
-        old.invoice_id,
+    old = (await owned_invoice(store, data.invoice_id, message)).state()
+    decided = closing.regenerate(
+        old,
+        await store.regeneration_of(old.customer_id, old.invoice_id),
+        await store.lines(old.invoice_id, old.currency),
     )
-    if not await open_invoice(store, tx, message, state, "regenerated"):
-        raise RuntimeError(f"invoice {state.invoice_id} already exists for a first regeneration")
-    await close_with(store, tx, message, state, lines)
-    await store.move_usage(old.invoice_id, state.invoice_id)  # the usage is billed by the new lines now
+    if not await open_invoice(store, tx, message, decided.invoice, "regenerated"):
+        raise RuntimeError(f"invoice {decided.invoice.invoice_id} already exists for a first regeneration")
+    await close_with(store, tx, message, decided)
+    await store.move_usage(old.invoice_id, decided.invoice.invoice_id)  # billed by the new lines now
 
 
 async def balance_changed(message: Envelope[Any], tx: Transaction) -> None:
@@ -231,9 +211,9 @@ async def balance_changed(message: Envelope[Any], tx: Transaction) -> None:
     data: InvoiceBalanceChanged = message.data
     store = InvoicingStore(tx.conn)
     invoice = await store.invoice(data.invoice_id, for_update=True)
-    if invoice is None or invoice.status in ("voided", "pending", "closed"):
+    update = posting.balance_update(invoice.state() if invoice is not None else None, data)
+    if update is None or invoice is None:
         return
-    status: InvoiceStatus = "paid" if data.status == "paid" else "posted"
-    await store.set_status(invoice.invoice_id, status, data.amount_due.amount)
-    if status != invoice.status:
-        status_changed(tx, message, invoice, status)
+    await store.set_status(invoice.invoice_id, update.status, update.amount_due)
+    if update.status_changed:
+        status_changed(tx, message, invoice.state(), update.status)

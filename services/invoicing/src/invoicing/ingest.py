@@ -13,37 +13,39 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from invoicing import domain
-from invoicing.domain import InvoiceSums, InvoicingError, UsageDelta
+from invoicing.accounts import Customer
+from invoicing.errors import InvoicingError
+from invoicing.invoices import InvoiceState, open_invoice_sums
 from invoicing.lifecycle import open_period
-from invoicing.store import Customer, InvoiceRow, InvoicingStore, UsagePlacement
+from invoicing.periods import period_of
+from invoicing.rating import InvoiceSums, PriceList, UsageDelta, fold_usage, rate_usage
+from invoicing.store import InvoicingStore, UsagePlacement
+from invoicing.subscriptions import Subscription
+from invoicing.usage_placement import CustomerPeriods, UsageTarget, usage_target
 from tally_contracts import Envelope, Money
 from tally_messaging import Delivery, Transaction
 
 
-class _BatchView:
-    """What one batch knows of its customers' open invoices, loaded once per batch."""
+class _OpenSums:
+    """The running sums of the open invoices a batch adds to, made on first use from what the
+    batch loaded (usage lines, subscriptions, pending charges)."""
 
     def __init__(
         self,
-        invoices: dict[str, list[InvoiceRow]],
         usage: dict[str, list[UsageDelta]],
-        subscriptions: dict[str, list[domain.Subscription]],
+        subscriptions: dict[str, list[Subscription]],
         pending_charges: dict[str, list[Money]],
     ) -> None:
-        self.invoices = invoices
         self.usage = usage
         self.subscriptions = subscriptions
         self.pending_charges = pending_charges
         self.sums: dict[str, InvoiceSums] = {}
 
-    def sums_of(self, customer: Customer, invoice_id: str, start: dt.date, end: dt.date) -> InvoiceSums:
+    def of(self, customer: Customer, invoice_id: str, start: dt.date, end: dt.date) -> InvoiceSums:
         found = self.sums.get(invoice_id)
         if found is None:
-            state = domain.InvoiceState(
-                invoice_id, customer.customer_id, customer.currency, "pending", start, end
-            )
-            found = self.sums[invoice_id] = domain.open_invoice_sums(
+            state = InvoiceState(invoice_id, customer.customer_id, customer.currency, "pending", start, end)
+            found = self.sums[invoice_id] = open_invoice_sums(
                 state,
                 self.usage.get(invoice_id, ()),
                 self.subscriptions.get(customer.customer_id, ()),
@@ -52,27 +54,47 @@ class _BatchView:
         return found
 
 
+def _usage_periods(batch: list[Delivery], customers: dict[str, Customer]) -> set[tuple[str, dt.date]]:
+    """(customer, period start) of each usage of known customers whose date has a period."""
+    found = set()
+    for delivery in batch:
+        customer = customers.get(delivery.envelope.customer_id or "")
+        if customer is None:
+            continue
+        try:
+            start, _ = period_of(
+                delivery.envelope.occurred_at.astimezone(dt.UTC).date(), customer.billing_day
+            )
+        except InvoicingError:
+            continue  # dead-lettered with its reason below
+        found.add((customer.customer_id, start))
+    return found
+
+
 async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
-    """Rate and aggregate a batch of usage into invoice lines: one upsert per line."""
+    """Rate and aggregate a batch of usage into invoice lines: one upsert per line.
+
+    Loads the batch's customers' open items only: their pending invoices and the usage on
+    them, the newest billed period, the invoices of the periods the usage names, the
+    subscriptions that can still bill, pending charges and price lists."""
     store = InvoicingStore(tx.conn)
     customer_ids = sorted({d.envelope.customer_id or "" for d in batch})
     customers = await store.customers(customer_ids)
+    known = sorted(customers)
     price_list_ids = sorted({c.price_list_id or "default" for c in customers.values()})
     found = await store.price_lists(price_list_ids)
     # A list never put stays empty: usage without an amount is then refused with a reason.
-    price_lists = {i: domain.PriceList(i, found.get(i, ())) for i in price_list_ids}
-    invoices: dict[str, list[InvoiceRow]] = {}
-    for row in await store.period_invoices(sorted(customers)):
-        invoices.setdefault(row.customer_id, []).append(row)
-    pending_ids = [i.invoice_id for rows in invoices.values() for i in rows if i.status == "pending"]
-    view = _BatchView(
-        invoices,
-        await store.usage_of(pending_ids),
-        await store.subscriptions_of(sorted(customers)),
-        await store.pending_charge_amounts(sorted(customers)),
+    price_lists = {i: PriceList(i, found.get(i, ())) for i in price_list_ids}
+    named = _usage_periods(batch, customers)
+    periods = await store.customer_periods(known, named)
+    pending = [i for p in periods.values() for i in p.pending]
+    earliest = min([*(i.period_start for i in pending), *(start for _, start in named)], default=None)
+    sums = _OpenSums(
+        await store.usage_of([i.invoice_id for i in pending]),
+        await store.subscriptions_of(known, earliest),
+        await store.pending_charge_amounts(known),
     )
-    opened: dict[tuple[str, dt.date], str] = {}
-    targets: dict[tuple[str, dt.date], tuple[str, bool, dt.date, dt.date]] = {}
+    targets: dict[tuple[str, dt.date], tuple[str, UsageTarget]] = {}
     deltas: dict[tuple[str, str], UsageDelta] = {}
     placements: list[UsagePlacement] = []
     for delivery in batch:
@@ -85,7 +107,7 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
             )
             continue
         try:
-            rated = domain.rate_usage(
+            rated = rate_usage(
                 service=data.service,
                 unit=data.unit,
                 destination=data.destination,
@@ -94,22 +116,15 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
                 currency=customer.currency,
                 price_list=price_lists[customer.price_list_id or "default"],
             )
-            start, end = domain.period_of(message.occurred_at.astimezone(dt.UTC).date(), customer.billing_day)
-            target = targets.get((customer.customer_id, start))
-            if target is None:  # the same answer for every usage of this customer and period
-                target = targets[(customer.customer_id, start)] = await _usage_target(
-                    store,
-                    tx,
-                    message,
-                    customer,
-                    start,
-                    end,
-                    view.invoices.get(customer.customer_id, []),
-                    opened,
+            start, end = period_of(message.occurred_at.astimezone(dt.UTC).date(), customer.billing_day)
+            placed = targets.get((customer.customer_id, start))
+            if placed is None:  # the same answer for every usage of this customer and period
+                placed = targets[(customer.customer_id, start)] = await _target_invoice(
+                    store, tx, message, customer, periods, start, end
                 )
-            invoice_id, late, invoice_start, invoice_end = target
-            sums = view.sums_of(customer, invoice_id, invoice_start, invoice_end)
-            line_id = domain.fold_usage(deltas, sums, rated, late)
+            invoice_id, target = placed
+            open_sums = sums.of(customer, invoice_id, target.start, target.end)
+            line_id = fold_usage(deltas, open_sums, rated, target.late)
             placements.append(UsagePlacement(customer.customer_id, message.id, invoice_id, line_id))
         except InvoicingError as error:
             tx.dead_letter(delivery.record, f"{error.code}: {error.reason}")
@@ -117,33 +132,23 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
     await store.place_usage(placements)
 
 
-async def _usage_target(
+async def _target_invoice(
     store: InvoicingStore,
     tx: Transaction,
     cause: Envelope[Any],
     customer: Customer,
+    periods: dict[str, CustomerPeriods],
     start: dt.date,
     end: dt.date,
-    mine: list[InvoiceRow],
-    opened: dict[tuple[str, dt.date], str],
-) -> tuple[str, bool, dt.date, dt.date]:
-    """The invoice usage of the period `start`–`end` goes on (id and period), and whether it is
-    late (its period is already closed)."""
-    exact = next((i for i in mine if i.period_start == start), None)
-    billed_later = any(i.status != "pending" and i.period_start > start for i in mine)
-    if exact is not None and exact.status == "pending":
-        return exact.invoice_id, False, exact.period_start, exact.period_end
-    if exact is None and not billed_later:
-        key = (customer.customer_id, start)
-        if key not in opened:
-            opened[key] = await open_period(store, tx, cause, customer, start, end)
-        return opened[key], False, start, end
-    pending = [i for i in mine if i.status == "pending"]
-    if pending:
-        return pending[-1].invoice_id, True, pending[-1].period_start, pending[-1].period_end
-    newest = max(mine, key=lambda i: i.period_start)
-    n_start, n_end = domain.next_period(newest.period_end, customer.billing_day)
-    key = (customer.customer_id, n_start)
-    if key not in opened:
-        opened[key] = await open_period(store, tx, cause, customer, n_start, n_end)
-    return opened[key], True, n_start, n_end
+) -> tuple[str, UsageTarget]:
+    """The id of the invoice usage of the period `start`–`end` goes on, and the domain's
+    target; an invoice the target names to open is opened, and pending from then on."""
+    target = usage_target(periods[customer.customer_id], start, end, customer.billing_day)
+    if target.invoice_id is not None:
+        return target.invoice_id, target
+    invoice_id = await open_period(store, tx, cause, customer, target.start, target.end)
+    opened = InvoiceState(
+        invoice_id, customer.customer_id, customer.currency, "pending", target.start, target.end
+    )
+    periods[customer.customer_id] = periods[customer.customer_id].with_opened(opened)
+    return invoice_id, target

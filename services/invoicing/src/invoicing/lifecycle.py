@@ -7,10 +7,12 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from invoicing import domain
-from invoicing.domain import InvoiceState, InvoicingError
-from invoicing.store import Customer, InvoiceRow, InvoicingStore
-from tally_contracts import Envelope, Line, MessageData
+from invoicing.accounts import Customer
+from invoicing.closing import Closing, close_period
+from invoicing.errors import InvoicingError
+from invoicing.invoices import InvoiceState, period_invoice_id
+from invoicing.store import InvoiceRow, InvoicingStore
+from tally_contracts import Envelope, MessageData
 from tally_contracts.invoicing import InvoiceClosed, InvoiceCreated, InvoiceStatus, InvoiceStatusChanged
 from tally_messaging import Rejected, Transaction
 
@@ -69,7 +71,9 @@ async def owned_invoice(store: InvoicingStore, invoice_id: str, message: Envelop
     return invoice
 
 
-def status_changed(out: Publisher, cause: Envelope[Any], invoice: InvoiceRow, status: InvoiceStatus) -> None:
+def status_changed(
+    out: Publisher, cause: Envelope[Any], invoice: InvoiceState, status: InvoiceStatus
+) -> None:
     out.publish(
         cause,
         InvoiceStatusChanged(invoice_id=invoice.invoice_id, status=status),
@@ -111,7 +115,7 @@ async def open_period(
     An insert that finds the period already there answers with that invoice's id (it may
     carry an id of the earlier `inv-{customer}-{date}` scheme); any other failure raises."""
     state = InvoiceState(
-        domain.period_invoice_id(customer.customer_id, start),
+        period_invoice_id(customer.customer_id, start),
         customer.customer_id,
         customer.currency,
         "pending",
@@ -126,19 +130,18 @@ async def open_period(
     return existing.invoice_id
 
 
-async def close_with(
-    store: InvoicingStore, out: Publisher, cause: Envelope[Any], state: InvoiceState, lines: list[Line]
-) -> None:
-    subtotal = domain.subtotal(lines, state.currency)  # refused past the sum cap: nothing is saved
-    await store.save_lines(state.invoice_id, lines)
-    await store.close(state.invoice_id, subtotal)
+async def close_with(store: InvoicingStore, out: Publisher, cause: Envelope[Any], closing: Closing) -> None:
+    """Save a decided close (its lines, status and subtotal) and announce it."""
+    state = closing.invoice
+    await store.save_lines(state.invoice_id, closing.lines)
+    await store.close(state.invoice_id, closing.subtotal)
     out.publish(
         cause,
         InvoiceClosed(
             invoice_id=state.invoice_id,
             currency=state.currency,
-            lines=lines,
-            subtotal=subtotal,
+            lines=list(closing.lines),
+            subtotal=closing.subtotal,
             period_start=state.period_start,
             period_end=state.period_end,
             regenerated_from=state.regenerated_from,
@@ -162,16 +165,12 @@ async def close_period_invoice(
         raise RuntimeError(
             f"invoice {invoice.invoice_id} belongs to unknown customer {invoice.customer_id!r}"
         )
-    usage = [domain.usage_line(d, invoice.currency) for d in await store.usage_deltas(invoice.invoice_id)]
-    subs = domain.subscription_lines(
-        await store.subscriptions(invoice.customer_id), invoice.period_start, invoice.period_end
+    decided = close_period(
+        invoice.state(),
+        customer.billing_day,
+        await store.usage_deltas(invoice.invoice_id),
+        await store.subscriptions(invoice.customer_id, invoice.period_start),
+        await store.take_pending_charges(invoice.customer_id, invoice.currency),
     )
-    charges = [
-        domain.one_time_line(charge_id, description, amount)
-        for charge_id, description, amount in await store.take_pending_charges(
-            invoice.customer_id, invoice.currency
-        )
-    ]
-    start, end = domain.next_period(invoice.period_end, customer.billing_day)
-    await close_with(store, out, cause, invoice.state(), [*subs, *usage, *charges])
-    await open_period(store, out, cause, customer, start, end)
+    await close_with(store, out, cause, decided.closing)
+    await open_period(store, out, cause, customer, *decided.next_period)

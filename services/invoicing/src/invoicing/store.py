@@ -6,23 +6,19 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from invoicing.domain import InvoiceState, Subscription, UsageDelta
+from invoicing.accounts import Customer
+from invoicing.closing import PendingCharge
+from invoicing.invoices import InvoiceState
+from invoicing.rating import UsageDelta
+from invoicing.subscriptions import Subscription
+from invoicing.usage_placement import CustomerPeriods
 from tally_contracts import Line, Money
 from tally_contracts.invoicing import Price
 from tally_messaging.db import DbConnection
-
-
-@dataclass(frozen=True, slots=True)
-class Customer:
-    customer_id: str
-    currency: str
-    name: str | None
-    billing_day: int
-    price_list_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +68,54 @@ _INVOICE_COLUMNS = (
 
 
 def _invoice(row: Any) -> InvoiceRow:
-    return InvoiceRow(**dict(row))
+    return InvoiceRow(
+        invoice_id=row["invoice_id"],
+        customer_id=row["customer_id"],
+        kind=row["kind"],
+        currency=row["currency"],
+        status=row["status"],
+        period_start=row["period_start"],
+        period_end=row["period_end"],
+        issued_on=row["issued_on"],
+        subtotal=row["subtotal"],
+        total=row["total"],
+        amount_due=row["amount_due"],
+        rule_set_id=row["rule_set_id"],
+        rule_set_version=row["rule_set_version"],
+        regenerated_from=row["regenerated_from"],
+    )
+
+
+_CUSTOMER_COLUMNS = "customer_id, currency, name, billing_day, price_list_id"
+
+
+def _customer(row: Any) -> Customer:
+    return Customer(
+        customer_id=row["customer_id"],
+        currency=row["currency"],
+        name=row["name"],
+        billing_day=row["billing_day"],
+        price_list_id=row["price_list_id"],
+    )
+
+
+_SUBSCRIPTION_COLUMNS = "customer_id, subscription_id, name, fee, currency, starts_on, ends_on"
+
+
+def _subscription(row: Any) -> Subscription:
+    return Subscription(
+        row["subscription_id"],
+        row["name"],
+        Money(amount=row["fee"], currency=row["currency"]),
+        row["starts_on"],
+        row["ends_on"],
+    )
+
+
+_LINE_COLUMNS = (
+    "line_id, kind, description, amount, quantity, unit_price, service, unit, destination, subscription_id,"
+    " tax_code, rule_id, late"
+)
 
 
 def _line(row: Any, currency: str) -> Line:
@@ -100,16 +143,20 @@ class InvoicingStore:
     # -- customers and prices ----------------------------------------------------
 
     async def customer(self, customer_id: str) -> Customer | None:
-        row = await self.conn.fetchrow("select * from customers where customer_id = $1", customer_id)
-        return Customer(**dict(row)) if row else None
+        row = await self.conn.fetchrow(
+            f"select {_CUSTOMER_COLUMNS} from customers where customer_id = $1", customer_id
+        )
+        return _customer(row) if row else None
 
     async def customers(self, ids: list[str]) -> dict[str, Customer]:
-        rows = await self.conn.fetch("select * from customers where customer_id = any($1)", ids)
-        return {r["customer_id"]: Customer(**dict(r)) for r in rows}
+        rows = await self.conn.fetch(
+            f"select {_CUSTOMER_COLUMNS} from customers where customer_id = any($1)", ids
+        )
+        return {r["customer_id"]: _customer(r) for r in rows}
 
     async def upsert_customer(self, c: Customer) -> None:
         await self.conn.execute(
-            "insert into customers values ($1, $2, $3, $4, $5) on conflict (customer_id) do update"
+            f"insert into customers ({_CUSTOMER_COLUMNS}) values ($1, $2, $3, $4, $5) on conflict (customer_id) do update"
             " set currency = $2, name = $3, billing_day = $4, price_list_id = $5",
             c.customer_id,
             c.currency,
@@ -121,7 +168,8 @@ class InvoicingStore:
     async def put_price_list(self, price_list_id: str, prices: list[Price]) -> None:
         doc = json.dumps([p.model_dump(mode="json") for p in prices])
         await self.conn.execute(
-            "insert into price_lists values ($1, $2::jsonb) on conflict (price_list_id) do update set prices = $2::jsonb",
+            "insert into price_lists (price_list_id, prices) values ($1, $2::jsonb)"
+            " on conflict (price_list_id) do update set prices = $2::jsonb",
             price_list_id,
             doc,
         )
@@ -134,9 +182,9 @@ class InvoicingStore:
 
     # -- subscriptions and pending charges ----------------------------------------
 
-    async def add_subscription(self, customer_id: str, sub: Subscription) -> bool:
-        status = await self.conn.execute(
-            "insert into subscriptions values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing",
+    async def add_subscription(self, customer_id: str, sub: Subscription) -> None:
+        await self.conn.execute(
+            f"insert into subscriptions ({_SUBSCRIPTION_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7)",
             customer_id,
             sub.subscription_id,
             sub.name,
@@ -145,38 +193,32 @@ class InvoicingStore:
             sub.starts_on,
             sub.ends_on,
         )
-        return bool(status.endswith("1"))
 
     async def subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
-        rows = await self.subscriptions(customer_id)
-        return next((s for s in rows if s.subscription_id == subscription_id), None)
+        row = await self.conn.fetchrow(
+            f"select {_SUBSCRIPTION_COLUMNS} from subscriptions where customer_id = $1 and subscription_id = $2",
+            customer_id,
+            subscription_id,
+        )
+        return _subscription(row) if row else None
 
-    async def subscriptions(self, customer_id: str) -> list[Subscription]:
-        rows = await self.conn.fetch("select * from subscriptions where customer_id = $1", customer_id)
-        return [
-            Subscription(
-                r["subscription_id"],
-                r["name"],
-                Money(amount=r["fee"], currency=r["currency"]),
-                r["starts_on"],
-                r["ends_on"],
-            )
-            for r in rows
-        ]
+    async def subscriptions(self, customer_id: str, billing_from: dt.date | None) -> list[Subscription]:
+        """The customer's subscriptions that can bill a period from `billing_from` on (those
+        ended before it cannot); all of them when it is None."""
+        return (await self.subscriptions_of([customer_id], billing_from)).get(customer_id, [])
 
-    async def subscriptions_of(self, customer_ids: list[str]) -> dict[str, list[Subscription]]:
-        rows = await self.conn.fetch("select * from subscriptions where customer_id = any($1)", customer_ids)
+    async def subscriptions_of(
+        self, customer_ids: list[str], billing_from: dt.date | None
+    ) -> dict[str, list[Subscription]]:
+        rows = await self.conn.fetch(
+            f"select {_SUBSCRIPTION_COLUMNS} from subscriptions where customer_id = any($1)"
+            " and ($2::date is null or ends_on is null or ends_on >= $2) order by customer_id, subscription_id",
+            customer_ids,
+            billing_from,
+        )
         found: dict[str, list[Subscription]] = {}
         for r in rows:
-            found.setdefault(r["customer_id"], []).append(
-                Subscription(
-                    r["subscription_id"],
-                    r["name"],
-                    Money(amount=r["fee"], currency=r["currency"]),
-                    r["starts_on"],
-                    r["ends_on"],
-                )
-            )
+            found.setdefault(r["customer_id"], []).append(_subscription(r))
         return found
 
     async def cancel_subscription(self, customer_id: str, subscription_id: str, ends_on: dt.date) -> None:
@@ -189,16 +231,28 @@ class InvoicingStore:
 
     async def record_charge_id(self, customer_id: str, charge_id: str) -> bool:
         """Remember a charge id the customer used; False when it was used before."""
-        status = await self.conn.execute(
-            "insert into charge_ids (customer_id, charge_id) values ($1, $2) on conflict do nothing",
+        inserted = await self.conn.fetchval(
+            "insert into charge_ids (customer_id, charge_id) values ($1, $2) on conflict do nothing returning 1",
             customer_id,
             charge_id,
         )
-        return bool(status.endswith(" 1"))
+        return inserted is not None
+
+    async def charge_id_used(self, customer_id: str, charge_id: str) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "select exists (select 1 from charge_ids where customer_id = $1 and charge_id = $2)",
+                customer_id,
+                charge_id,
+            )
+        )
 
     async def pending_charge_amounts(self, customer_ids: list[str]) -> dict[str, list[Money]]:
+        """What each customer's pending charges add up to, one exact sum per currency: all an
+        open invoice's sums need, however many charges wait."""
         rows = await self.conn.fetch(
-            "select customer_id, amount, currency from pending_charges where customer_id = any($1)",
+            "select customer_id, currency, sum(amount) as amount from pending_charges"
+            " where customer_id = any($1) group by customer_id, currency order by customer_id, currency",
             customer_ids,
         )
         found: dict[str, list[Money]] = {}
@@ -219,7 +273,8 @@ class InvoicingStore:
             amount.currency,
         )
 
-    async def take_pending_charges(self, customer_id: str, currency: str) -> list[tuple[str, str, Money]]:
+    async def take_pending_charges(self, customer_id: str, currency: str) -> list[PendingCharge]:
+        """Remove and return the customer's pending charges in `currency`, oldest first."""
         rows = await self.conn.fetch(
             "delete from pending_charges where customer_id = $1 and currency = $2"
             " returning charge_id, description, amount, added_seq",
@@ -228,7 +283,8 @@ class InvoicingStore:
         )
         rows = sorted(rows, key=lambda r: r["added_seq"])
         return [
-            (r["charge_id"], r["description"], Money(amount=r["amount"], currency=currency)) for r in rows
+            PendingCharge(r["charge_id"], r["description"], Money(amount=r["amount"], currency=currency))
+            for r in rows
         ]
 
     # -- invoices -----------------------------------------------------------------
@@ -240,14 +296,51 @@ class InvoicingStore:
         )
         return _invoice(row) if row else None
 
-    async def period_invoices(self, customer_ids: list[str]) -> list[InvoiceRow]:
-        """Every period invoice of these customers, locked against a concurrent close."""
+    async def pending_period_invoices(self, customer_ids: list[str]) -> list[InvoiceRow]:
+        """These customers' pending period invoices, oldest period first, locked against a
+        concurrent close (a bill run)."""
         rows = await self.conn.fetch(
-            f"select {_INVOICE_COLUMNS} from invoices where kind = 'period' and customer_id = any($1)"
-            " order by customer_id, period_start for share",
+            f"select {_INVOICE_COLUMNS} from invoices where customer_id = any($1) and status = 'pending'"
+            " and kind = 'period' order by customer_id, period_start for share",
             customer_ids,
         )
         return [_invoice(r) for r in rows]
+
+    async def customer_periods(
+        self, customer_ids: list[str], named: Iterable[tuple[str, dt.date]]
+    ) -> dict[str, CustomerPeriods]:
+        """What placing usage needs of each customer's period invoices (`CustomerPeriods`):
+        the pending ones (locked against a close), the newest billed one, and those of the
+        (customer, period start) pairs `named`. Three index lookups per customer, whatever
+        the customer's history."""
+        pairs = sorted(set(named))
+        pending = await self.pending_period_invoices(customer_ids)
+        named_rows = await self.conn.fetch(
+            f"select {_INVOICE_COLUMNS} from invoices where kind = 'period'"
+            " and (customer_id, period_start) in"
+            " (select n.customer_id, n.period_start from unnest($1::text[], $2::date[]) as n(customer_id, period_start))"
+            " order by customer_id, period_start for share",
+            [c for c, _ in pairs],
+            [d for _, d in pairs],
+        )
+        newest_billed = await self.conn.fetch(
+            f"select {', '.join(f'i.{c}' for c in _INVOICE_COLUMNS.split(', '))}"
+            " from unnest($1::text[]) as c(customer_id) cross join lateral ("
+            f"select {_INVOICE_COLUMNS} from invoices where kind = 'period' and customer_id = c.customer_id"
+            " and status <> 'pending' order by period_start desc limit 1) as i",
+            customer_ids,
+        )
+        found = {c: CustomerPeriods() for c in customer_ids}
+        for row in pending:
+            periods = found[row.customer_id]
+            found[row.customer_id] = replace(periods, pending=(*periods.pending, row.state()))
+        for r in newest_billed:
+            found[r["customer_id"]] = replace(found[r["customer_id"]], newest_billed=_invoice(r).state())
+        for r in named_rows:
+            row = _invoice(r)
+            periods = found[row.customer_id]
+            found[row.customer_id] = replace(periods, named={**periods.named, row.period_start: row.state()})
+        return found
 
     async def period_invoice(self, customer_id: str, period_start: dt.date) -> InvoiceRow | None:
         row = await self.conn.fetchrow(
@@ -267,23 +360,35 @@ class InvoicingStore:
         )
         return [_invoice(r) for r in rows]
 
+    async def open_invoice_count(self, customer_id: str) -> int:
+        """The customer's pending or closed invoices (of any kind)."""
+        return int(
+            await self.conn.fetchval(
+                "select count(*) from invoices where customer_id = $1 and status in ('pending', 'closed')",
+                customer_id,
+            )
+        )
+
     async def customer_invoices(self, customer_id: str) -> list[InvoiceRow]:
+        """Every invoice of the customer, oldest first: the read API only."""
         rows = await self.conn.fetch(
             f"select {_INVOICE_COLUMNS} from invoices where customer_id = $1 order by created_seq",
             customer_id,
         )
         return [_invoice(r) for r in rows]
 
-    async def regeneration_of(self, invoice_id: str) -> str | None:
+    async def regeneration_of(self, customer_id: str, invoice_id: str) -> str | None:
         value = await self.conn.fetchval(
-            "select invoice_id from invoices where regenerated_from = $1", invoice_id
+            "select invoice_id from invoices where customer_id = $1 and regenerated_from = $2",
+            customer_id,
+            invoice_id,
         )
         return str(value) if value is not None else None
 
     async def insert_invoice(self, inv: InvoiceState, kind: str) -> bool:
-        status = await self.conn.execute(
+        inserted = await self.conn.fetchval(
             "insert into invoices (invoice_id, customer_id, kind, currency, status, period_start, period_end,"
-            " regenerated_from) values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing",
+            " regenerated_from) values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict do nothing returning 1",
             inv.invoice_id,
             inv.customer_id,
             kind,
@@ -293,7 +398,7 @@ class InvoicingStore:
             inv.period_end,
             inv.regenerated_from,
         )
-        return bool(status.endswith("1"))
+        return inserted is not None
 
     async def close(self, invoice_id: str, subtotal: Money) -> None:
         await self.conn.execute(
@@ -361,7 +466,8 @@ class InvoicingStore:
             return
         await self.conn.execute(
             "insert into invoice_line_usage (customer_id, usage_id, invoice_id, line_id)"
-            " select * from unnest($1::text[], $2::uuid[], $3::text[], $4::text[])",
+            " select customer_id, usage_id, invoice_id, line_id"
+            " from unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) as u(customer_id, usage_id, invoice_id, line_id)",
             [p.customer_id for p in rows],
             [p.usage_id for p in rows],
             [p.invoice_id for p in rows],
@@ -394,7 +500,8 @@ class InvoicingStore:
     async def usage_of(self, invoice_ids: list[str]) -> dict[str, list[UsageDelta]]:
         """The usage lines of these invoices, as they stand, by invoice."""
         rows = await self.conn.fetch(
-            "select * from invoice_lines where invoice_id = any($1) and kind = 'usage' order by position",
+            "select invoice_id, line_id, service, unit, destination, late, quantity, raw_amount, unit_price"
+            " from invoice_lines where invoice_id = any($1) and kind = 'usage' order by position",
             invoice_ids,
         )
         found: dict[str, list[UsageDelta]] = {}
@@ -444,6 +551,6 @@ class InvoicingStore:
 
     async def lines(self, invoice_id: str, currency: str) -> list[Line]:
         rows = await self.conn.fetch(
-            "select * from invoice_lines where invoice_id = $1 order by position", invoice_id
+            f"select {_LINE_COLUMNS} from invoice_lines where invoice_id = $1 order by position", invoice_id
         )
         return [_line(r, currency) for r in rows]

@@ -21,6 +21,13 @@ from tally_contracts.invoicing import InvoiceStatus
 from tally_contracts.payments import PaymentMethod
 from tally_messaging.db import DbConnection
 
+_PAYMENT_COLUMNS = (
+    "payment_id, invoice_id, amount, currency, method, reference, received_on, status, reversal_reason"
+)
+_DEDUCTION_COLUMNS = "deduction_id, amount, currency, reason, grant_id, status"
+_REFUND_COLUMNS = "refund_id, amount, currency, method, reference, status, paid_out, failure_reason"
+_INVOICE_COLUMNS = "invoice_id, currency, status"
+
 
 def _payment(row: Any) -> Payment:
     return Payment(
@@ -80,16 +87,24 @@ class PaymentsStore:
         """The customer's records the message names (the handler holds the customer's lock)."""
         state = PaymentsState()
         queries = (
-            ("payments", "payment_id", list(payments), _payment),
-            ("deductions", "deduction_id", list(deductions), _deduction),
-            ("refunds", "refund_id", list(refunds), _refund),
-            ("known_invoices", "invoice_id", [i for i in invoices if i is not None], _invoice),
+            ("payments", _PAYMENT_COLUMNS, "payment_id", list(payments), _payment),
+            ("deductions", _DEDUCTION_COLUMNS, "deduction_id", list(deductions), _deduction),
+            ("refunds", _REFUND_COLUMNS, "refund_id", list(refunds), _refund),
+            (
+                "known_invoices",
+                _INVOICE_COLUMNS,
+                "invoice_id",
+                [i for i in invoices if i is not None],
+                _invoice,
+            ),
         )
-        for table, key, ids, parse in queries:
+        for table, columns, key, ids, parse in queries:
             if not ids:
                 continue
             rows = await self.conn.fetch(
-                f"select * from {table} where customer_id = $1 and {key} = any($2::text[])", customer_id, ids
+                f"select {columns} from {table} where customer_id = $1 and {key} = any($2::text[])",
+                customer_id,
+                ids,
             )
             for row in rows:
                 record: Record = parse(row)
@@ -160,18 +175,20 @@ class PaymentsStore:
 
     async def payments(self, customer_id: str) -> list[Payment]:
         rows = await self.conn.fetch(
-            "select * from payments where customer_id = $1 order by created_seq", customer_id
+            f"select {_PAYMENT_COLUMNS} from payments where customer_id = $1 order by created_seq",
+            customer_id,
         )
         return [_payment(r) for r in rows]
 
     async def deductions(self, customer_id: str) -> list[Deduction]:
         rows = await self.conn.fetch(
-            "select * from deductions where customer_id = $1 order by created_seq", customer_id
+            f"select {_DEDUCTION_COLUMNS} from deductions where customer_id = $1 order by created_seq",
+            customer_id,
         )
         return [_deduction(r) for r in rows]
 
     async def refunds(self, customer_id: str) -> list[Refund]:
         rows = await self.conn.fetch(
-            "select * from refunds where customer_id = $1 order by created_seq", customer_id
+            f"select {_REFUND_COLUMNS} from refunds where customer_id = $1 order by created_seq", customer_id
         )
         return [_refund(r) for r in rows]

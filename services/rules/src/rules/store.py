@@ -100,7 +100,9 @@ class RulesStore:
             "select customer_id, rule_set_id, assigned_at from assignments where customer_id = $1",
             customer_id,
         )
-        return Assignment(**dict(row)) if row else None
+        if row is None:
+            return None
+        return Assignment(row["customer_id"], row["rule_set_id"], row["assigned_at"])
 
     # -- answers to closed invoices -----------------------------------------------
 
@@ -112,13 +114,13 @@ class RulesStore:
 
     async def save_adjustment(self, customer_id: str | None, adjusted: InvoiceAdjusted) -> bool:
         """Record the answer to an invoice; False when it already had one (nothing changed)."""
-        status = await self.conn.execute(
+        inserted = await self.conn.fetchval(
             "insert into invoice_adjustments (invoice_id, customer_id, rule_set_id, rule_set_version, body)"
-            " values ($1, $2, $3, $4, $5::jsonb) on conflict (invoice_id) do nothing",
+            " values ($1, $2, $3, $4, $5::jsonb) on conflict (invoice_id) do nothing returning 1",
             adjusted.invoice_id,
             customer_id,
             adjusted.rule_set_id,
             adjusted.rule_set_version,
             adjusted.model_dump_json(),
         )
-        return bool(status.endswith("1"))
+        return inserted is not None
