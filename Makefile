@@ -4,8 +4,10 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 export TALLY_TEST_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(or $(TALLY_KAFKA_PORT),9092)
 export TALLY_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:$(or $(TALLY_PG_PORT),5432)/postgres
+# Passwords (Kafka SASL/SCRAM, PostgreSQL scram-sha-256) are read from the files deploy/local's
+# scripts made under .local/ for these ports (see deploy/local/kafka.sh): none is ever typed.
 
-.PHONY: help setup infra infra-down lint test test-fast coverage demo up down status bench clean
+.PHONY: help setup browser infra infra-down lint test test-fast coverage demo up down status bench clean
 
 # The packages whose coverage `make test` prints, as import-name=source-directory.
 COVERAGE_PACKAGES := tally_contracts=libs/contracts/src/tally_contracts \
@@ -14,7 +16,8 @@ COVERAGE_PACKAGES := tally_contracts=libs/contracts/src/tally_contracts \
 	credits=services/credits/src/credits \
 	rules=services/rules/src/rules \
 	payments=services/payments/src/payments \
-	tally_cli=cli/src/tally_cli
+	tally_cli=cli/src/tally_cli \
+	console=services/console/src/console
 
 help:
 	@echo "make demo   set everything up, start Kafka, PostgreSQL and the four services, play a demo"
@@ -28,7 +31,13 @@ setup:  ## Python, uv and every dependency (locked)
 		|| python3 -m pip install --quiet --break-system-packages "uv>=0.9,<0.10"
 	@$(UV) sync --frozen --quiet
 
-infra:  ## Kafka (Maven Central artifacts) and PostgreSQL (Debian binaries) on 127.0.0.1
+browser:  ## Debian's headless Chromium and chromedriver, for the console's browser tests (nothing downloaded at test time)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+infra: setup  ## Kafka (Maven Central artifacts) and PostgreSQL (Debian binaries) on 127.0.0.1, with identities
 	@deploy/local/kafka.sh start
 	@TALLY_PG_FAST=$${TALLY_PG_FAST:-1} deploy/local/postgres.sh start
 
@@ -43,7 +52,7 @@ lint: setup
 	@if docker compose version >/dev/null 2>&1; then docker compose config --quiet && echo "docker-compose.yml: valid"; \
 	 else echo "docker compose plugin absent: docker-compose.yml not checked"; fi
 
-test: setup infra lint  ## every test under coverage (services and CLI run as subprocesses included), then coverage per package
+test: setup browser infra lint  ## every test under coverage (services and CLI run as subprocesses included), then coverage per package
 	@rm -f .local/coverage/data .local/coverage/data.*
 	@$(UV) run pytest --cov --cov-report=; status=$$?; $(MAKE) --no-print-directory coverage; exit $$status
 
@@ -72,7 +81,8 @@ status:
 	@deploy/local/stack.sh status || true
 
 demo: up  ## the stack up and healthy, then a month for three customers and their statements
-	@$(UV) run python -m tally_cli.demo
+	@TALLY_KAFKA_BOOTSTRAP=$${TALLY_KAFKA_BOOTSTRAP:-127.0.0.1:$(or $(TALLY_KAFKA_PORT),9092)} $(UV) run python -m tally_cli.demo
+	@echo "Ops console: http://127.0.0.1:8085 (operator 'operator', password in .local/console/operators/operator.password)"
 
 bench: setup infra
 	$(UV) run python -m bench

@@ -3,9 +3,15 @@
 import asyncio
 import sys
 
-from bench import credits, ingest
+from bench import credits, dedupe, history_credits, history_invoicing, ingest
 
-BENCHMARKS = {"ingest": ingest.main, "credits": credits.main}
+BENCHMARKS = {
+    "ingest": ingest.main,
+    "credits": credits.main,
+    "history_invoicing": history_invoicing.main,
+    "history_credits": history_credits.main,
+    "dedupe": dedupe.main,
+}
 
 
 def main() -> None:

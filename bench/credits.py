@@ -33,7 +33,8 @@ from tally_messaging.settings import ServiceSettings
 
 OPEN_INVOICES = int(os.environ.get("BENCH_OPEN_INVOICES", "1000"))
 CUSTOMERS = int(os.environ.get("BENCH_CREDIT_CUSTOMERS", "10000"))
-POSTED = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
+# Today, early: inside the services' dedupe window whenever it runs.
+POSTED = dt.datetime.now(dt.UTC).replace(hour=6, minute=0, second=0, microsecond=0)
 INVOICES = "credits:invoicing.events"
 COMMANDS = "credits:credits.commands"
 

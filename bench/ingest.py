@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.scratch import BOOTSTRAP, produce, scratch_run, until_handled
+from bench.scratch import BOOTSTRAP, KAFKA_OPTIONS, produce, scratch_run, until_handled
 from tally_contracts import Envelope, parse_message, topics
 from tally_contracts.invoicing import Price, PutPriceList, UpsertCustomer
 from tally_contracts.usage import UsageRecorded
@@ -31,7 +31,10 @@ from tally_messaging.settings import ServiceSettings
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "1000"))
-PERIOD_START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+# The first day of last month: inside the services' dedupe window (70 days) whenever it runs.
+PERIOD_START = (
+    dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+).replace(day=1)
 
 
 def usage_events() -> list[Envelope[UsageRecorded]]:
@@ -53,7 +56,9 @@ def usage_events() -> list[Envelope[UsageRecorded]]:
 
 
 async def raw_kafka_rate(prefix: str) -> float:
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, max_poll_records=5000)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, max_poll_records=5000, **KAFKA_OPTIONS
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(prefix + topics.USAGE, p) for p in range(topics.PARTITIONS)]

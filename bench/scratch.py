@@ -21,11 +21,16 @@ from aiokafka import AIOKafkaProducer
 from tally_contracts import Envelope
 from tally_messaging.logs import configure_logging
 from tally_messaging.settings import ServiceSettings
+from tally_messaging.testing import local_infra
 from tally_messaging.topic_admin import ensure_topics
 from tally_messaging.transaction import message_key
 
 BOOTSTRAP = os.environ.get("TALLY_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 ADMIN_DSN = os.environ.get("TALLY_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+INFRA = local_infra(BOOTSTRAP, ADMIN_DSN)
+"""The servers with the set-up's passwords (Kafka's admin, PostgreSQL's postgres) when they
+have identities; the benchmarks plumb as the super users, as the tests do."""
+KAFKA_OPTIONS: dict[str, Any] = INFRA.kafka_options()
 
 
 @asynccontextmanager
@@ -34,10 +39,10 @@ async def scratch_run(databases: int, http_port: int) -> AsyncIterator[tuple[Ser
     fresh topic prefix) and the DSNs of all of them; the databases are dropped afterwards."""
     configure_logging("bench", "WARNING")
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    await ensure_topics(BOOTSTRAP, prefix)
-    admin = await asyncpg.connect(ADMIN_DSN)
+    await ensure_topics(BOOTSTRAP, prefix, credentials=INFRA.kafka_admin)
+    admin = await asyncpg.connect(INFRA.admin_dsn)
     names = [f"bench_{uuid.uuid4().hex[:8]}" for _ in range(databases)]
-    base = ADMIN_DSN.rpartition("/")[0]
+    base = INFRA.admin_dsn.rpartition("/")[0]
     try:
         for name in names:
             await admin.execute(f'create database "{name}"')
@@ -50,6 +55,7 @@ async def scratch_run(databases: int, http_port: int) -> AsyncIterator[tuple[Ser
                 group_prefix=prefix,
                 http_port=http_port,
                 log_level="WARNING",
+                **_kafka_login(),
             ),
             dsns,
         )
@@ -59,10 +65,19 @@ async def scratch_run(databases: int, http_port: int) -> AsyncIterator[tuple[Ser
         await admin.close()
 
 
+def _kafka_login() -> dict[str, Any]:
+    admin = INFRA.kafka_admin
+    return {} if admin is None else {"kafka_username": admin.username, "kafka_password": admin.password}
+
+
 async def produce(prefix: str, topic: str, messages: list[Envelope[Any]]) -> None:
     """Pre-load `topic`, keyed as the services key it, 10,000 sends in flight at most."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP, enable_idempotence=True, linger_ms=20, max_batch_size=512 * 1024
+        bootstrap_servers=BOOTSTRAP,
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        **KAFKA_OPTIONS,
     )
     await producer.start()
     try:
@@ -79,7 +94,7 @@ async def produce(prefix: str, topic: str, messages: list[Envelope[Any]]) -> Non
 
 async def inbox_count(conn: asyncpg.Connection, consumer: str) -> int:
     """Messages `consumer` has handled: the inbox row commits with the state change."""
-    return int(await conn.fetchval("select count(*) from tally_inbox where consumer = $1", consumer))
+    return int(await conn.fetchval("select count(*) from tally_message_ids where consumer = $1", consumer))
 
 
 async def until_handled(conn: asyncpg.Connection, consumer: str, count: int) -> None:

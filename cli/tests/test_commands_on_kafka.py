@@ -8,6 +8,7 @@ for every acknowledgement before it exits, so nothing it sent can still be on it
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,19 +20,20 @@ from tally_cli.main import app
 from tally_contracts import Envelope, parse_message
 from tally_contracts.topics import INVOICING_COMMANDS, USAGE, dlq
 from tally_contracts.usage import UsageRecorded
-from tally_messaging.testing import Infra, KafkaProbe
-from tally_messaging.topic_admin import ensure_topics
+from tally_messaging.testing import Infra, KafkaProbe, prepare_topics, release_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def topic_prefix(infra: Infra) -> str:
+async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
     """Topics of this module's own: it reads whole topics and writes records no service
-    would (a DLQ record that is not a dead letter), so it shares them with no other test."""
+    would (a DLQ record that is not a dead letter), so it shares them with no other test.
+    The CLI is `ops` / `usage-producer` on them when the broker has identities."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(infra.kafka_bootstrap, prefix)
-    return prefix
+    await prepare_topics(infra, prefix)
+    yield prefix
+    await release_topics(infra, prefix)
 
 
 async def tally(infra: Infra, prefix: str, *args: str) -> Result:
@@ -45,7 +47,9 @@ async def tally(infra: Infra, prefix: str, *args: str) -> Result:
 
 async def records_until_now(infra: Infra, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every record on `topic` up to its current end offsets (key, value)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False, **infra.kafka_options()
+    )
     await consumer.start()
     try:
         cluster = await consumer._client.fetch_all_metadata()

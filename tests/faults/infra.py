@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from tally_messaging.testing import REPO, Infra
+from tally_messaging.testing import REPO, Infra, local_infra
 
 SCRIPTS = REPO / "deploy" / "local"
 START_ATTEMPTS = 3  # a broker recovering its log on a busy machine may miss one start window
@@ -31,7 +31,8 @@ class PrivateInfra:
 
     @property
     def infra(self) -> Infra:
-        return Infra(
+        # As the super users, with the passwords the scripts made for these ports.
+        return local_infra(
             f"127.0.0.1:{self.kafka_port}", f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
         )
 

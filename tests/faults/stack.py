@@ -22,7 +22,14 @@ from aiokafka.errors import OutOfOrderSequenceNumber, UnknownProducerId
 
 from tally_contracts import topics
 from tally_contracts.topics import PARTITIONS, TOPIC_MESSAGES, dlq
-from tally_messaging.testing import Infra, ServiceProcess, free_port, service_env, service_settings
+from tally_messaging.testing import (
+    Infra,
+    ServiceProcess,
+    free_port,
+    local_infra,
+    service_env,
+    service_settings,
+)
 from tally_messaging.topic_admin import ensure_topics
 from tally_messaging.transaction import message_key
 
@@ -45,7 +52,7 @@ ALL_TOPICS = tuple(TOPIC_MESSAGES)
 
 
 def infra_from_env() -> Infra:
-    return Infra(
+    return local_infra(
         os.environ.get("TALLY_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         os.environ.get("TALLY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
     )
@@ -93,7 +100,7 @@ class Stack:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        await ensure_topics(self.infra.kafka_bootstrap, self.prefix)
+        await ensure_topics(self.infra.kafka_bootstrap, self.prefix, credentials=self.infra.kafka_admin)
         conn = await asyncpg.connect(self.infra.admin_dsn)
         try:
             for name in self.services:
@@ -112,14 +119,21 @@ class Stack:
         for process in self.processes.values():
             await process.wait_healthy(90)
         self._producer_config = dict(
-            bootstrap_servers=self.infra.kafka_bootstrap, enable_idempotence=True, max_request_size=2_000_000
+            bootstrap_servers=self.infra.kafka_bootstrap,
+            enable_idempotence=True,
+            max_request_size=2_000_000,
+            **self.infra.kafka_options(),
         )
         self._producer = AIOKafkaProducer(**self._producer_config)
         await self._producer.start()
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.kafka_bootstrap)
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.infra.kafka_bootstrap, **self.infra.kafka_options()
+        )
         await self._admin.start()
         self._offsets = AIOKafkaConsumer(
-            bootstrap_servers=self.infra.kafka_bootstrap, enable_auto_commit=False
+            bootstrap_servers=self.infra.kafka_bootstrap,
+            enable_auto_commit=False,
+            **self.infra.kafka_options(),
         )
         await self._offsets.start()
         self._http = httpx.AsyncClient(timeout=15)
@@ -150,7 +164,9 @@ class Stack:
         return codes
 
     async def delete_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.infra.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.infra.kafka_bootstrap, **self.infra.kafka_options()
+        )
         await admin.start()
         try:
             names = [self.prefix + t for t in ALL_TOPICS] + [self.prefix + dlq(t) for t in ALL_TOPICS]
@@ -350,6 +366,7 @@ class Stack:
             enable_auto_commit=False,
             fetch_max_bytes=8_000_000,
             max_partition_fetch_bytes=4_000_000,
+            **self.infra.kafka_options(),
         )
         await consumer.start()
         found: dict[str, list[Record]] = {n: [] for n in names}

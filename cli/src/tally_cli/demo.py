@@ -26,6 +26,7 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from tally_cli.connection import OPERATOR, USAGE_PRODUCER, KafkaAccess, kafka_access
 from tally_cli.main import publish
 from tally_cli.statement import fetch_statement, render, service_url
 from tally_cli.watching import OutcomeWatcher
@@ -48,16 +49,25 @@ from tally_contracts.usage import UsageRecorded
 from tally_messaging.settings import ServiceSettings
 
 console = Console()
-MONTH = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-BILL_DAY = dt.date(2026, 12, 1)
+# Last month, billed on the first of this one: every message is then inside the services'
+# dedupe window (70 days), whatever day the demo runs.
+BILL_DAY = dt.datetime.now(dt.UTC).date().replace(day=1)
+MONTH = dt.datetime.combine((BILL_DAY - dt.timedelta(days=1)).replace(day=1), dt.time(), tzinfo=dt.UTC)
 
 
 class DemoFailed(Exception):
     pass
 
 
+def on_day(day: int) -> dt.datetime:
+    """Day 1-28 of the demo month, 9:00; day 31 is the bill day and 32, 33, ... the days after it."""
+    if day <= 28:
+        return MONTH + dt.timedelta(days=day - 1, hours=9)
+    return dt.datetime.combine(BILL_DAY, dt.time(9), tzinfo=dt.UTC) + dt.timedelta(days=day - 31)
+
+
 def envelope(data: Any, customer: str | None, day: int = 1) -> Envelope[Any]:
-    return Envelope.new(data, customer_id=customer, occurred_at=MONTH + dt.timedelta(days=day - 1, hours=9))
+    return Envelope.new(data, customer_id=customer, occurred_at=on_day(day))
 
 
 def price_list() -> PutPriceList:
@@ -137,12 +147,20 @@ def usage(customer: str, rng: random.Random, calls: list[tuple[str | None, int]]
 
 
 class Demo:
-    def __init__(self, bootstrap: str, prefix: str, watcher: OutcomeWatcher, http: httpx.AsyncClient) -> None:
-        self.bootstrap, self.prefix, self.watcher, self.http = bootstrap, prefix, watcher, http
+    def __init__(
+        self,
+        operator: KafkaAccess,
+        usage_producer: KafkaAccess,
+        prefix: str,
+        watcher: OutcomeWatcher,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self.operator, self.usage_producer, self.prefix = operator, usage_producer, prefix
+        self.watcher, self.http = watcher, http
 
     async def command(self, message: Envelope[Any], settle: float = 1.0) -> list[Any]:
         """Send, wait for the outcome; a rejection or dead letter ends the demo."""
-        await publish(self.bootstrap, self.prefix, [message])
+        await publish(self.operator, self.prefix, [message])
         seen = await self.watcher.collect(message, timeout=30, settle=settle)
         if not seen:
             raise DemoFailed(f"{message.type} got no answer in 30 s")
@@ -201,7 +219,7 @@ async def play(demo: Demo, progress: Progress, customers: dict[str, str]) -> Non
         amount=Money.of("20.00", "USD"),
         source="promo_code",
         reason="WELCOME20",
-        expires_at=dt.date(2027, 3, 31),
+        expires_at=BILL_DAY + dt.timedelta(days=120),
     )
     await step(
         f"promotional credit 20.00 USD for {acme} (waits for a final invoice)",
@@ -209,7 +227,7 @@ async def play(demo: Demo, progress: Progress, customers: dict[str, str]) -> Non
     )
     outage = AddCharge(
         charge_id=f"outage-{initech}",
-        description="Service break 12–14 Nov: three days refunded",
+        description=f"Service break 12–14 {MONTH:%b}: three days refunded",
         amount=Money.of("-80.00", "USD"),
         invoice_now=True,
     )
@@ -237,34 +255,36 @@ async def play(demo: Demo, progress: Progress, customers: dict[str, str]) -> Non
                 return False
         return True
 
-    await publish(demo.bootstrap, demo.prefix, events, USAGE)
+    await publish(demo.usage_producer, demo.prefix, events, USAGE)
     await step(
         f"{len(events)} usage events rated onto pending invoices", demo.until("usage", usage_on_invoices)
     )
 
     async def all_final() -> bool:
         for name in customers.values():
-            november = [i for i in await demo.invoices(name) if i["period_start"] < BILL_DAY.isoformat()]
-            if any(i["status"] in ("pending", "closed") for i in november):
+            last_month = [i for i in await demo.invoices(name) if i["period_start"] < BILL_DAY.isoformat()]
+            if any(i["status"] in ("pending", "closed") for i in last_month):
                 return False
         return True
 
     await step(
-        "bill run for 1 Dec: close, apply rules, finalize, apply credit",
+        f"bill run for {BILL_DAY:%-d %b}: close, apply rules, finalize, apply credit",
         demo.command(envelope(RunBilling(as_of=BILL_DAY), None, 31), settle=3),
     )
     await step("every invoice posted", demo.until("invoices to be posted", all_final))
 
     globex_invoice = next(
-        i for i in await demo.invoices(globex) if i["kind"] == "period" and i["period_start"] == "2026-11-01"
+        i
+        for i in await demo.invoices(globex)
+        if i["kind"] == "period" and i["period_start"] == MONTH.date().isoformat()
     )
     payment = RecordOfflinePayment(
         payment_id=f"wire-{globex}",
         invoice_id=globex_invoice["invoice_id"],
         amount=Money.of("50.00", "EUR"),
         method="bank_transfer",
-        reference="SEPA 2026-12-03",
-        received_on=dt.date(2026, 12, 3),
+        reference=f"SEPA {on_day(33).date().isoformat()}",
+        received_on=on_day(33).date(),
     )
     await step(
         f"bank transfer 50.00 EUR from {globex}: an overpayment", demo.command(envelope(payment, globex, 33))
@@ -296,11 +316,13 @@ async def run() -> int:
     settings = ServiceSettings()
     run_id = uuid.uuid4().hex[:4]
     customers = {name: f"{name}-{run_id}" for name in ("acme", "globex", "initech")}
+    operator = kafka_access(settings.kafka_bootstrap, OPERATOR)
+    usage_producer = kafka_access(settings.kafka_bootstrap, USAGE_PRODUCER)
     async with (
-        OutcomeWatcher(settings.kafka_bootstrap, settings.topic_prefix) as watcher,
+        OutcomeWatcher(operator, settings.topic_prefix) as watcher,
         httpx.AsyncClient(timeout=10) as http,
     ):
-        demo = Demo(settings.kafka_bootstrap, settings.topic_prefix, watcher, http)
+        demo = Demo(operator, usage_producer, settings.topic_prefix, watcher, http)
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
         ) as progress:

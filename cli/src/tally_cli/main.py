@@ -8,9 +8,12 @@
     tally tail credits.events --customer cus_1
     tally statement cus_1
 
-Kafka is found at $TALLY_KAFKA_BOOTSTRAP (default 127.0.0.1:9092). Exit codes: 0 the
-command was accepted; 1 it was rejected or dead-lettered (the reason is printed);
-2 bad input or no answer in time.
+Kafka is found at $TALLY_KAFKA_BOOTSTRAP (default 127.0.0.1:9092). On a broker with
+identities the CLI is `ops`, and `tally usage` is `usage-producer`: their passwords come
+from TALLY_KAFKA_USERNAME/TALLY_KAFKA_PASSWORD, TALLY_KAFKA_CREDENTIALS_DIR, or the local
+broker's `.local/kafka-<port>/credentials`. Exit codes: 0 the command was accepted; 1 it
+was rejected or dead-lettered (the reason is printed); 2 bad input, no answer in time, or
+refused by the broker.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from typing import Annotated, Any
 
 import typer
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from tally_cli.connection import OPERATOR, USAGE_PRODUCER, KafkaAccess, kafka_access
 from tally_cli.messages import (
     InputError,
     build,
@@ -41,7 +46,6 @@ from tally_cli.statement import fetch_statement, render
 from tally_cli.watching import OutcomeWatcher, Seen, TopicsMissing, dead_letters, readable, selected, tail
 from tally_contracts import Envelope
 from tally_contracts.topics import USAGE
-from tally_messaging.settings import ServiceSettings
 from tally_messaging.transaction import message_key
 
 app = typer.Typer(
@@ -61,14 +65,10 @@ Prefix = Annotated[
 ]
 
 
-def _bootstrap(value: str | None) -> str:
-    return value or ServiceSettings().kafka_bootstrap
-
-
 async def publish(
-    bootstrap: str, prefix: str, messages: list[Envelope[Any]], topic: str | None = None
+    kafka: KafkaAccess, prefix: str, messages: list[Envelope[Any]], topic: str | None = None
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(enable_idempotence=True, linger_ms=5, **kafka.options())
     await producer.start()
     try:
         futures = [
@@ -117,7 +117,7 @@ def verdict(seen: list[Seen]) -> tuple[int, str | None]:
 
 
 async def _send_and_wait(
-    bootstrap: str,
+    kafka: KafkaAccess,
     prefix: str,
     commands: list[Envelope[Any]],
     wait: bool,
@@ -126,14 +126,14 @@ async def _send_and_wait(
     as_json: bool,
 ) -> int:
     if not wait:
-        await publish(bootstrap, prefix, commands)
+        await publish(kafka, prefix, commands)
         for c in commands:
             out.print(f"sent {c.type} {c.id}")
         return 0
     worst = 0
-    async with OutcomeWatcher(bootstrap, prefix) as watcher:
+    async with OutcomeWatcher(kafka, prefix) as watcher:
         for command in commands:
-            await publish(bootstrap, prefix, [command])
+            await publish(kafka, prefix, [command])
             seen = await watcher.collect(command, timeout, settle)
             code, reason = verdict(seen)
             if as_json:
@@ -183,10 +183,15 @@ def send(
         raise typer.Exit(2) from None
     try:
         code = asyncio.run(
-            _send_and_wait(_bootstrap(bootstrap), prefix, commands, wait, timeout, settle, as_json)
+            _send_and_wait(
+                kafka_access(bootstrap, OPERATOR), prefix, commands, wait, timeout, settle, as_json
+            )
         )
     except TopicsMissing as exc:
         err.print(f"[red]cannot wait for the outcome: {exc}[/red]")
+        raise typer.Exit(2) from None
+    except KafkaError as exc:
+        err.print(f"[red]cannot send: {_refusal(exc)}[/red]")
         raise typer.Exit(2) from None
     raise typer.Exit(code)
 
@@ -216,7 +221,11 @@ def usage(
     except (InputError, ValidationError, ValueError, OSError) as exc:
         err.print(f"[red]cannot publish: {exc}[/red]")
         raise typer.Exit(2) from None
-    asyncio.run(publish(_bootstrap(bootstrap), prefix, events, USAGE))
+    try:
+        asyncio.run(publish(kafka_access(bootstrap, USAGE_PRODUCER), prefix, events, USAGE))
+    except KafkaError as exc:
+        err.print(f"[red]cannot publish: {_refusal(exc)}[/red]")
+        raise typer.Exit(2) from None
     out.print(f"published {len(events)} usage event(s) to {prefix}{USAGE}")
 
 
@@ -234,7 +243,7 @@ def tail_topic(
 
     async def run() -> None:
         shown = 0
-        records = tail(_bootstrap(bootstrap), prefix + topic, from_beginning)
+        records = tail(kafka_access(bootstrap, OPERATOR), prefix + topic, from_beginning)
         async with contextlib.aclosing(records):  # stops the consumer when --limit ends the loop
             async for partition, offset, value in records:
                 doc = readable(value)
@@ -256,8 +265,8 @@ def tail_topic(
         raise typer.Exit(2) from None
 
 
-async def _publish_replays(bootstrap: str, replays: list[Replay]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+async def _publish_replays(kafka: KafkaAccess, replays: list[Replay]) -> None:
+    producer = AIOKafkaProducer(enable_idempotence=True, **kafka.options())
     await producer.start()
     try:
         for replay in replays:
@@ -278,7 +287,7 @@ def replay(
 ) -> None:
     """Re-publish dead letters to the topic they came from once the cause is fixed (duplicates are dropped by the inbox)."""
     try:
-        found = asyncio.run(dead_letters(_bootstrap(bootstrap), prefix + topic))
+        found = asyncio.run(dead_letters(kafka_access(bootstrap, OPERATOR), prefix + topic))
     except TopicsMissing as exc:
         err.print(f"[red]cannot replay: {exc}[/red]")
         raise typer.Exit(2) from None
@@ -290,8 +299,24 @@ def replay(
     if not yes:
         out.print(f"{len(replays)} dead letter(s) would be re-published to {topic}; add --yes to do it")
         return
-    asyncio.run(_publish_replays(_bootstrap(bootstrap), replays))
+    try:
+        asyncio.run(_publish_replays(kafka_access(bootstrap, OPERATOR), replays))
+    except KafkaError as exc:
+        err.print(f"[red]cannot replay: {_refusal(exc)}[/red]")
+        raise typer.Exit(2) from None
     out.print(f"re-published {len(replays)} dead letter(s) to {topic}")
+
+
+def _refusal(exc: KafkaError) -> str:
+    """Why the broker refused, in words an operator can act on."""
+    if isinstance(exc, TopicAuthorizationFailedError):
+        return (
+            f"the broker refused: this principal may not write or read that topic ({exc}). "
+            "Commands and usage replays go to their topics as `ops`; only a service writes its "
+            "own `*.events` topic, so a dead letter of an events topic is replayed by fixing its "
+            "consumer, not by re-publishing it"
+        )
+    return f"Kafka error: {exc}"
 
 
 @app.command()

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from tally_cli.connection import KafkaAccess
 from tally_contracts import Envelope, parse_message
 from tally_contracts.topics import ALL_TOPICS, dlq
 
@@ -26,15 +27,15 @@ class Seen:
     raw: dict[str, Any] | None  # a dead letter
 
 
-async def _assigned(bootstrap: str, topics: list[str], from_beginning: bool) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def _assigned(kafka: KafkaAccess, topics: list[str], from_beginning: bool) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka.options())
     await consumer.start()
     # A consumer without a subscription has no metadata yet: ask the cluster directly.
     cluster = await consumer._client.fetch_all_metadata()
     tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
     if not tps:
         await consumer.stop()
-        raise TopicsMissing(f"none of the topics {topics} exist on {bootstrap}; start the stack first")
+        raise TopicsMissing(f"none of the topics {topics} exist on {kafka.bootstrap}; start the stack first")
     consumer.assign(tps)
     if from_beginning:
         await consumer.seek_to_beginning(*tps)
@@ -48,14 +49,14 @@ async def _assigned(bootstrap: str, topics: list[str], from_beginning: bool) -> 
 class OutcomeWatcher:
     """Collects every message correlated with one command across the events topics and DLQs."""
 
-    def __init__(self, bootstrap: str, prefix: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaAccess, prefix: str) -> None:
+        self.kafka = kafka
         self.prefix = prefix
         self._consumer: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> OutcomeWatcher:
         names = [t for t in ALL_TOPICS if t.endswith(".events")] + [dlq(t) for t in ALL_TOPICS]
-        self._consumer = await _assigned(self.bootstrap, [self.prefix + n for n in names], False)
+        self._consumer = await _assigned(self.kafka, [self.prefix + n for n in names], False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -111,9 +112,9 @@ def selected(doc: dict[str, Any], customer: str | None, type_name: str | None) -
 
 
 async def tail(
-    bootstrap: str, topic: str, from_beginning: bool
+    kafka: KafkaAccess, topic: str, from_beginning: bool
 ) -> AsyncGenerator[tuple[int, int, bytes], None]:
-    consumer = await _assigned(bootstrap, [topic], from_beginning)
+    consumer = await _assigned(kafka, [topic], from_beginning)
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=500)
@@ -137,9 +138,9 @@ def _as_dead_letter(value: bytes) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {"error": "not a dead letter: the record is not a JSON object"}
 
 
-async def dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+async def dead_letters(kafka: KafkaAccess, topic: str) -> list[dict[str, Any]]:
     """Every dead letter on `topic`'s DLQ now (read from the oldest to the current end)."""
-    consumer = await _assigned(bootstrap, [dlq(topic)], from_beginning=True)
+    consumer = await _assigned(kafka, [dlq(topic)], from_beginning=True)
     try:
         assigned = list(consumer.assignment())
         ends = await consumer.end_offsets(assigned)

@@ -19,8 +19,8 @@ async def isolated(infra: Infra, new_database: Any) -> AsyncIterator[tuple[Servi
     """Settings and a probe on topics and consumer groups of the test's own: a crash, a held
     partition or a new consumer group then meets the test's messages and no other test's."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(infra.kafka_bootstrap, prefix)
-    probe = KafkaProbe(infra.kafka_bootstrap, prefix)
+    await ensure_topics(infra.kafka_bootstrap, prefix, credentials=infra.kafka_admin)
+    probe = KafkaProbe(infra.kafka_bootstrap, prefix, infra.kafka_admin)
     await probe.start()
     yield service_settings(infra, prefix, await new_database(), http_port=free_port()), probe
     await probe.stop()

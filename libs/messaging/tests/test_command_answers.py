@@ -77,8 +77,8 @@ def granted(messages: list[Envelope[Any]], command: Envelope[Any]) -> bool:
 async def answering(infra: Infra, new_database: Any) -> AsyncIterator[KafkaProbe]:
     """The service running on topics of its own."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(infra.kafka_bootstrap, prefix)
-    probe = KafkaProbe(infra.kafka_bootstrap, prefix)
+    await ensure_topics(infra.kafka_bootstrap, prefix, credentials=infra.kafka_admin)
+    probe = KafkaProbe(infra.kafka_bootstrap, prefix, infra.kafka_admin)
     await probe.start()
     service = build(service_settings(infra, prefix, await new_database(), http_port=free_port()))
     await service.start()

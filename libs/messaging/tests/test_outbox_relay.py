@@ -30,7 +30,7 @@ TOPIC_MAX_BYTES = 20_000
 async def small_topic(infra: Infra, topic_prefix: str) -> str:
     """A topic of its own whose broker-side limit is 20 KB, so the broker (not the client) refuses."""
     name = f"small-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap, **infra.kafka_options())
     await admin.start()
     try:
         await admin.create_topics(
@@ -83,7 +83,7 @@ async def test_rows_kafka_refuses_are_set_aside_and_the_rows_behind_them_flow(
         (b"y" * 2_000_000, await insert(conn, topic, "k", b"y" * 2_000_000)),  # over the producer's
         (b"after", await insert(conn, topic, "k", b"after")),
     ]
-    relay = OutboxRelay(service, dsn, infra.kafka_bootstrap, batch_size=100)
+    relay = OutboxRelay(service, dsn, infra.kafka_bootstrap, batch_size=100, credentials=infra.kafka_admin)
 
     relay.start()
     try:
@@ -133,7 +133,7 @@ async def test_the_backlog_gauge_counts_rows_that_wait_while_the_relay_cannot_pu
     missing_topic = f"{topic_prefix}missing-{uuid.uuid4().hex[:8]}"  # never created: sends time out
     for n in range(3):
         await insert(conn, missing_topic, "k", f"row {n}".encode())
-    relay = OutboxRelay(service, dsn, infra.kafka_bootstrap)
+    relay = OutboxRelay(service, dsn, infra.kafka_bootstrap, credentials=infra.kafka_admin)
 
     relay.start()
     try:

@@ -16,7 +16,7 @@ from tally_contracts.usage import UsageRecorded
 from tally_messaging import Delivery, Service, Transaction
 from tally_messaging.processing import BUG_ATTEMPTS
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import KafkaProbe
+from tally_messaging.testing import KafkaProbe, settings_kafka_options
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 SERVICE = "batchprobe"
@@ -173,6 +173,7 @@ async def rewind_group(settings: ServiceSettings, topic: str, partition: int, of
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"{settings.group_prefix}{SERVICE}.{topic}",
         enable_auto_commit=False,
+        **settings_kafka_options(settings),
     )
     await consumer.start()
     try:

@@ -74,7 +74,9 @@ async def running_probe(infra: Infra, topic_prefix: str, new_database: Any) -> A
 @pytest_asyncio.fixture(loop_scope="session")
 async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
     """Sends records exactly as given (key and headers), as a faulty upstream would."""
-    sender = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, enable_idempotence=True)
+    sender = AIOKafkaProducer(
+        bootstrap_servers=infra.kafka_bootstrap, enable_idempotence=True, **infra.kafka_options()
+    )
     await sender.start()
     yield sender
     await sender.stop()

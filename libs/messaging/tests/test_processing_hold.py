@@ -19,7 +19,7 @@ from tally_contracts.credits import GrantCredit
 from tally_messaging import Service
 from tally_messaging.processing import RecordProcessor
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import KafkaProbe
+from tally_messaging.testing import KafkaProbe, settings_kafka_options
 from tally_messaging.transaction import RawRecord
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -99,6 +99,7 @@ async def committed_offset(settings: ServiceSettings, partition: int) -> int | N
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"{settings.group_prefix}probe.{topics.CREDITS_COMMANDS}",
         enable_auto_commit=False,
+        **settings_kafka_options(settings),
     )
     await consumer.start()
     try:

@@ -21,7 +21,7 @@ from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_messaging import Service
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import KafkaProbe
+from tally_messaging.testing import KafkaProbe, settings_kafka_options
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -82,6 +82,7 @@ async def committed_offsets(settings: ServiceSettings, topic: str) -> dict[int, 
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"{settings.group_prefix}probe.{topic}",
         enable_auto_commit=False,
+        **settings_kafka_options(settings),
     )
     await consumer.start()
     try:

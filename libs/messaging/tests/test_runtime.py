@@ -5,6 +5,7 @@ so "applied once" is a row count, and publishes CreditGranted through the outbox
 """
 
 import asyncio
+import datetime as dt
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import pytest_asyncio
 from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_contracts.usage import UsageRecorded
+from tally_messaging.dedupe import MessageClaim, claim_message_ids, ensure_days
 from tally_messaging.migrations import apply_migrations
 from tally_messaging.settings import ServiceSettings
 from tally_messaging.testing import (
@@ -29,7 +31,6 @@ from tally_messaging.testing import (
     service_env,
     service_settings,
 )
-from tally_messaging.transaction import claim_inbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 PROBE_DIR = str(Path(__file__).parent)
@@ -251,23 +252,30 @@ async def test_sigkill_before_relay_publishes_still_publishes_after_restart(
     assert len(granted(await kafka.messages(topics.CREDITS_EVENTS), message)) == 1
 
 
-async def test_inbox_claim_returns_exactly_the_ids_not_seen_before(new_database: Any) -> None:
+async def test_claiming_ids_returns_exactly_the_ids_not_seen_before(new_database: Any) -> None:
     conn = await asyncpg.connect(await new_database())
     try:
         await apply_migrations(conn, "tally_messaging", "sql")
+        day = dt.date(2026, 11, 3)
+        await ensure_days(conn, [day])
         old, new, twice = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         body, other = b"a" * 32, b"b" * 32
-        first = await claim_inbox(conn, "c1", [(old, body)])
 
-        fresh = await claim_inbox(conn, "c1", [(old, body), (new, body), (twice, body), (twice, other)])
-        again = await claim_inbox(conn, "c1", [(old, other), (new, body), (twice, None)])
-        other_consumer = await claim_inbox(conn, "c2", [(old, other)])
-        rows = await conn.fetchval("select count(*) from tally_inbox where consumer = 'c1'")
+        def claims(*wanted: tuple[uuid.UUID, bytes]) -> list[MessageClaim]:
+            return [MessageClaim(message_id, day, digest) for message_id, digest in wanted]
+
+        first = await claim_message_ids(conn, "c1", claims((old, body)))
+        fresh = await claim_message_ids(
+            conn, "c1", claims((old, body), (new, body), (twice, body), (twice, other))
+        )
+        again = await claim_message_ids(conn, "c1", claims((old, other), (new, body), (twice, body)))
+        other_consumer = await claim_message_ids(conn, "c2", claims((old, other)))
+        rows = await conn.fetchval("select count(*) from tally_message_ids where consumer = 'c1'")
     finally:
         await conn.close()
     assert first.fresh == {old}
     assert fresh.fresh == {new, twice}
-    assert fresh.reused(old, body) is False  # redelivered: same body
+    assert fresh.reused(old, body) is False  # sent again: same body
     assert again.fresh == set()
     assert again.reused(old, other) is True  # the same id with another body
     assert again.reused(twice, None) is False  # no digest to compare: a duplicate

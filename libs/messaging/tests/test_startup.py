@@ -34,6 +34,7 @@ from prometheus_client import REGISTRY
 from probe import build
 from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
+from tally_messaging.kafka_security import KafkaCredentials
 from tally_messaging.settings import ServiceSettings
 from tally_messaging.testing import (
     REPO,
@@ -75,6 +76,21 @@ class LocalServer:
         if proc.returncode != 0:
             raise RuntimeError(f"{self.script} {action} failed ({proc.returncode}): {text}")
         return text
+
+    def admin_dsn(self, database: str) -> str:
+        """The superuser's DSN on `database` of this (PostgreSQL) server, password included."""
+        password = (
+            (self.local_dir / f"pg-{self.port}" / "credentials" / "postgres.password").read_text().strip()
+        )
+        return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/{database}"
+
+    def choose_admin_password(self) -> KafkaCredentials:
+        """Kafka's `admin` password, chosen before the first start (kafka.sh keeps it)."""
+        folder = self.local_dir / f"kafka-{self.port}" / "credentials"
+        folder.mkdir(parents=True, exist_ok=True)
+        password = uuid.uuid4().hex
+        (folder / "admin.password").write_text(password)
+        return KafkaCredentials("admin", password)
 
 
 def _port_free(port: int) -> bool:
@@ -221,7 +237,7 @@ async def private_kafka() -> AsyncIterator[LocalServer]:
 async def test_service_started_while_postgres_is_down_waits_then_handles_messages(
     infra: Infra, topic_prefix: str, kafka: KafkaProbe, private_postgres: LocalServer
 ) -> None:
-    dsn = f"postgresql://postgres@127.0.0.1:{private_postgres.port}/credits"
+    dsn = private_postgres.admin_dsn("credits")
     settings = service_settings(infra, topic_prefix, dsn, http_port=free_port(), startup_timeout_seconds=120)
     began = time.monotonic()
     async with starting_service(settings) as starting:
@@ -255,8 +271,13 @@ async def test_service_started_while_kafka_is_down_waits_then_handles_messages(
     bootstrap = f"127.0.0.1:{private_kafka.port}"
     prefix = f"t{uuid.uuid4().hex[:10]}."
     dsn = await new_database()
+    admin = private_kafka.choose_admin_password()  # known before its first start, which makes the users
     settings = service_settings(
-        Infra(bootstrap, infra.admin_dsn), prefix, dsn, http_port=free_port(), startup_timeout_seconds=120
+        Infra(bootstrap, infra.admin_dsn, admin),
+        prefix,
+        dsn,
+        http_port=free_port(),
+        startup_timeout_seconds=120,
     )
     began = time.monotonic()
     async with starting_service(settings) as starting:
@@ -267,7 +288,7 @@ async def test_service_started_while_kafka_is_down_waits_then_handles_messages(
         await asyncio.sleep(max(0.0, DOWN_SECONDS - (time.monotonic() - began)))
         await private_kafka.run("start")
         await wait_health(settings.http_port, 200, starting, timeout=90)
-        kafka = KafkaProbe(bootstrap, prefix)
+        kafka = KafkaProbe(bootstrap, prefix, admin)
         await kafka.start()
         try:
             first = grant(f"cus-{uuid.uuid4().hex[:6]}")

@@ -272,3 +272,58 @@ async def test_default_rule_set_applies_to_customers_without_an_assignment(
         await saved(kafka, put(rule_set_id, minimum("10")))  # version 2, not the default
     status, body = await get_json(rules_service, f"/customers/{customer}/rule-set")
     assert body["default"] is None
+
+
+async def post_json(settings: ServiceSettings, path: str, body: Any) -> tuple[int, Any]:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"http://127.0.0.1:{settings.http_port}{path}", json=body)
+    return response.status_code, response.json()
+
+
+async def test_a_dry_run_evaluates_a_chosen_version_and_saves_nothing(
+    rules_service: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    rule_set_id = unique("dry")
+    await saved(kafka, put(rule_set_id, international_tiers()))
+    lines = [
+        voice("uk", "80.00", "4420").model_dump(mode="json"),
+        voice("fr", "45.55", "331").model_dump(mode="json"),
+    ]
+
+    status, body = await post_json(
+        rules_service, f"/rule-sets/{rule_set_id}/versions/1/dry-run", {"currency": "USD", "lines": lines}
+    )
+
+    assert status == 200
+    assert (body["rule_set_id"], body["version"]) == (rule_set_id, 1)
+    assert [(ln["rule_id"], ln["amount"]) for ln in body["lines"]] == [
+        ("intl-tiers", {"amount": "-12.56", "currency": "USD"})
+    ]
+    _, after = await get_json(rules_service, f"/rule-sets/{rule_set_id}")
+    assert [v["version"] for v in after["versions"]] == [1]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "says"),
+    [
+        ("versions/9/dry-run", {"currency": "USD", "lines": []}, 404, "unknown rule set or version"),
+        ("versions/x/dry-run", {"currency": "USD", "lines": []}, 400, "version must be a number"),
+        ("versions/1/dry-run", {"currency": "USD"}, 400, "lines"),
+        (
+            "versions/1/dry-run",
+            {"currency": "EUR", "lines": [voice("uk", "80.00", "4420").model_dump(mode="json")]},
+            400,
+            "the invoice in EUR",
+        ),
+    ],
+)
+async def test_a_dry_run_refuses_what_it_cannot_evaluate_with_a_reason(
+    rules_service: ServiceSettings, kafka: KafkaProbe, path: str, body: Any, status: int, says: str
+) -> None:
+    rule_set_id = unique("dry")
+    await saved(kafka, put(rule_set_id, international_tiers()))
+
+    answered, problem = await post_json(rules_service, f"/rule-sets/{rule_set_id}/{path}", body)
+
+    assert answered == status
+    assert says in problem["error"]

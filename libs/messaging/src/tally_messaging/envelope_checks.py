@@ -7,11 +7,13 @@ is broken, and a key that is not the message's own would break per-customer orde
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from tally_contracts import Envelope
+from tally_messaging.dedupe import DedupeWindow
 from tally_messaging.transaction import RawRecord, message_key
 
 
@@ -49,3 +51,16 @@ def check_envelope(record: RawRecord, envelope: Envelope[Any]) -> Refusal | None
 
 def id_reused(message_id: uuid.UUID) -> Refusal:
     return Refusal(f"message id {message_id} reused with a different body (already handled)", "id_reused")
+
+
+def older_than_window(envelope: Envelope[Any], window: DedupeWindow, now: dt.datetime) -> Refusal | None:
+    """A message whose own time left the dedupe window is refused: its id may have been
+    handled and forgotten, so handling it could count it twice."""
+    if envelope.occurred_at >= window.opens_at(now):
+        return None
+    occurred = envelope.occurred_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return Refusal(
+        f"occurred_at {occurred} is older than the dedupe window ({window.days} days):"
+        " a copy of it may have been handled already and its id forgotten, so it is not handled",
+        "older_than_window",
+    )

@@ -34,6 +34,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from tally_messaging import faults
 from tally_messaging.db import DbConnection
+from tally_messaging.kafka_security import KafkaCredentials, client_options
 from tally_messaging.metrics import OUTBOX_BACKLOG, OUTBOX_SET_ASIDE, RELAYED
 
 log = structlog.get_logger()
@@ -69,10 +70,18 @@ async def write_outbox(conn: DbConnection, rows: list[OutboxRow]) -> None:
 
 
 class OutboxRelay:
-    def __init__(self, service: str, dsn: str, bootstrap: str, batch_size: int = 1000) -> None:
+    def __init__(
+        self,
+        service: str,
+        dsn: str,
+        bootstrap: str,
+        batch_size: int = 1000,
+        credentials: KafkaCredentials | None = None,
+    ) -> None:
         self._service = service
         self._dsn = dsn
         self._bootstrap = bootstrap
+        self._credentials = credentials
         self._batch_size = batch_size
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -115,6 +124,7 @@ class OutboxRelay:
             linger_ms=5,
             max_batch_size=1024 * 1024,
             client_id=f"{self._service}-relay",
+            **client_options(self._credentials),
         )
         try:
             await conn.add_listener("tally_outbox", lambda *_: self._wake.set())

@@ -13,16 +13,24 @@ Every command is answered: by the events its handler published, CommandRejected,
 letter, or — when its handler committed without publishing anything on the service's
 events topic — CommandCompleted(outcome="nothing_to_do"), added here once for all services.
 
-The inbox: a message id is claimed when its message is applied or rejected. A message
-dead-lettered after parsing gives its id back and claims its record's synthetic id
-(topic/partition/offset) instead, so `tally replay` (same id, new offset) is handled
-while a redelivery of the same offset stays a duplicate."""
+Duplicates, in two parts: a redelivered record (at or below its partition's handled
+offset, `consumed_offsets.py`) is skipped in silence; a re-sent message (its id claimed
+within the dedupe window, `dedupe.py`) is a duplicate. Every transaction locks its
+partitions' offset rows first and advances them before it commits. A message older than
+the window is dead-lettered. A message its handler dead-letters gives its id back, so
+`tally replay` (same id, new offset) is handled, while a redelivery of the same offset
+stays one.
+
+A fetched batch is handled in offset order: a batch handler gets each run of its type
+between the records handled alone, so an offset committed to the database never passes
+a record that is not done."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -34,22 +42,15 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_ex
 
 from tally_contracts import CommandCompleted, Envelope, parse_message
 from tally_contracts.topics import TOPIC_MESSAGES
-from tally_messaging import faults
+from tally_messaging import dedupe, faults
+from tally_messaging.consumed_offsets import advance_handled_offsets, lock_handled_offsets, not_handled
 from tally_messaging.db import DbConnection
-from tally_messaging.envelope_checks import Refusal, check_envelope, id_reused
+from tally_messaging.dedupe import ClaimResult, DedupeWindow, MessageClaim, claim_message_ids, day_of
+from tally_messaging.envelope_checks import Refusal, check_envelope, id_reused, older_than_window
 from tally_messaging.metrics import ENVELOPE_REFUSED, FAILED, HANDLED, HANDLER_SECONDS
 from tally_messaging.stalls import StallWatch, pause
 from tally_messaging.stalls import Stopping as Stopping  # re-exported: the service catches it
-from tally_messaging.transaction import (
-    InboxClaim,
-    RawRecord,
-    Rejected,
-    Transaction,
-    claim_inbox,
-    describe_exception,
-    message_key,
-    settle_dead_lettered,
-)
+from tally_messaging.transaction import RawRecord, Rejected, Transaction, describe_exception, message_key
 
 log = structlog.get_logger()
 
@@ -77,6 +78,10 @@ NOTHING_TO_DO = "nothing_to_do"
 class Delivery:
     envelope: Envelope[Any]
     record: RawRecord
+
+    def claim(self) -> MessageClaim:
+        """What the dedupe window keeps of this message."""
+        return MessageClaim(self.envelope.id, day_of(self.envelope.occurred_at), self.record.body_digest())
 
 
 Handler = Callable[[Envelope[Any], Transaction], Awaitable[None]]
@@ -119,24 +124,35 @@ class RecordProcessor:
         pool: asyncpg.Pool,
         route: TopicRoute,
         consumer: str,
+        consumer_group: str,
         events_topic: str,
         topic_prefix: str,
         is_stopping: Callable[[], bool],
+        window: DedupeWindow | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.service = service
         self.pool = pool
         self.route = route
         self.consumer = consumer
+        self.consumer_group = consumer_group
         self.events_topic = events_topic
         self.topic_prefix = topic_prefix
         self.is_stopping = is_stopping
+        self.window = window or DedupeWindow.from_environment()
+        self.clock = clock
         self._held_batches = 0
         self.watch = route.watch = StallWatch(service, route.logical_topic)
+        self._days: set[dt.date] = set()
+        """Days known to have a partition in the dedupe window."""
+        self._maintained_at: float | None = None
+        self._legacy_inbox = True
+        """Whether ids are still looked up in the retired `tally_inbox` (known after maintenance)."""
 
     def _new_tx(self, conn: DbConnection) -> Transaction:
         return Transaction(conn, self.consumer, self.events_topic, self.topic_prefix)
 
-    def _parse(self, record: RawRecord) -> Envelope[Any] | Refusal:
+    def _parse(self, record: RawRecord, now: dt.datetime) -> Envelope[Any] | Refusal:
         """The envelope, or why it is unusable."""
         try:
             envelope = parse_message(record.value)
@@ -148,28 +164,75 @@ class RecordProcessor:
             return Refusal(
                 f"message type {envelope.type} does not belong on topic {self.route.logical_topic}"
             )
-        return check_envelope(record, envelope) or envelope
+        return check_envelope(record, envelope) or older_than_window(envelope, self.window, now) or envelope
 
     async def process(self, records: list[RawRecord]) -> None:
-        """Handle every record; returns once each is applied, rejected or dead-lettered."""
+        """Handle every record in offset order; returns once each is applied, rejected or
+        dead-lettered (or skipped as a redelivery)."""
         started = time.perf_counter()
-        parsed = [(r, self._parse(r)) for r in records]
-        batch: list[Delivery] = []
+        await self._maintain_if_due()
+        now = self.clock()
+        parsed = [(r, self._parse(r, now)) for r in records]
+        run: list[Delivery] = []
         for record, result in parsed:
+            if isinstance(result, Envelope) and self._batched(result):
+                run.append(Delivery(result, record))
+                continue
+            if run:
+                await self._handle_batch(run)
+                run = []
             if isinstance(result, Refusal):
                 self._count_refusal(result)
                 await self._until_recorded(
                     partial(self._dead_letter, record, result.reason), record, "DeadLetter"
                 )
-            elif self.route.batch_handler is not None and result.type == self.route.batch_type:
-                batch.append(Delivery(result, record))
             else:
                 await self._handle_one(Delivery(result, record))
-        if batch:
-            await self._handle_batch(batch)
+        if run:
+            await self._handle_batch(run)
         self._held_batches = 0
         self.watch.clear()
         HANDLER_SECONDS.labels(self.service, self.route.logical_topic).observe(time.perf_counter() - started)
+
+    def _batched(self, envelope: Envelope[Any]) -> bool:
+        return self.route.batch_handler is not None and envelope.type == self.route.batch_type
+
+    async def _maintain_if_due(self) -> None:
+        """Hourly: make the dedupe window's partitions ahead, drop those out of it. A failure
+        is logged and tried again a minute later; it never holds the messages."""
+        now = time.monotonic()
+        if self._maintained_at is not None and now - self._maintained_at < dedupe.MAINTENANCE_SECONDS:
+            return
+        self._maintained_at = now
+        try:
+            async with self.pool.acquire() as conn:
+                dropped = await dedupe.maintain(conn, self.window, self.clock())
+                self._days = await dedupe.partition_days(conn)
+                self._legacy_inbox = await dedupe.legacy_inbox_in_use(conn, self.consumer, self.window)
+        except Exception as exc:
+            self._maintained_at = now - dedupe.MAINTENANCE_SECONDS + 60
+            log.warning("dedupe window maintenance failed; retrying", error=describe_exception(exc))
+            return
+        if dropped:
+            log.info("dedupe window: days dropped", days=[d.isoformat() for d in dropped])
+
+    async def _ensure_days(self, claims: Iterable[MessageClaim]) -> None:
+        """Every claimed day has its partition (made on demand for days not made ahead)."""
+        missing = {c.day for c in claims}.difference(self._days)
+        if not missing:
+            return
+        async with self.pool.acquire() as conn:
+            await dedupe.ensure_days(conn, missing)
+        self._days.update(missing)
+
+    async def _claim(self, conn: DbConnection, claims: list[MessageClaim]) -> ClaimResult:
+        try:
+            return await claim_message_ids(conn, self.consumer, claims, legacy_inbox=self._legacy_inbox)
+        except asyncpg.CheckViolationError:
+            self._days.clear()  # a partition we knew of is gone: learn them again on the next attempt
+            async with self.pool.acquire() as other:
+                self._days = await dedupe.partition_days(other)
+            raise
 
     async def hold(self, records: list[RawRecord], exc: BaseException) -> None:
         """`process` failed unexpectedly: flag the stall and wait before the batch comes again.
@@ -222,18 +285,22 @@ class RecordProcessor:
         log.warning("infrastructure failure; retrying", error=repr(outcome and outcome.exception()))
 
     async def _dead_letter(self, record: RawRecord, error: str) -> None:
+        """Dead-letter `record` in a transaction of its own, once: a redelivered record (at or
+        below its partition's handled offset) is not dead-lettered again."""
+        outcome = "redelivered"
         async with self.pool.acquire() as conn, conn.transaction():
-            tx = self._new_tx(conn)
-            await self._write_dead_letter(tx, record, error)
+            handled = await lock_handled_offsets(conn, self.consumer_group, [record])
+            if not_handled([record], handled):
+                outcome = "dead_lettered"
+                tx = self._new_tx(conn)
+                self._write_dead_letter(tx, record, error)
+                await tx.flush()
+                await advance_handled_offsets(conn, self.consumer_group, [record])
         faults.reach("after_commit")
-        HANDLED.labels(self.service, self.route.logical_topic, "-", "dead_lettered").inc()
+        HANDLED.labels(self.service, self.route.logical_topic, "-", outcome).inc()
 
-    async def _write_dead_letter(self, tx: Transaction, record: RawRecord, error: str) -> None:
-        """Dead-letter `record` inside `tx`, once: a redelivered record is not dead-lettered again."""
-        claim = await claim_inbox(tx.conn, self.consumer, [(record.synthetic_id(), None)])
-        if claim.fresh:
-            tx.dead_letter(record, error)
-            await tx.flush()
+    def _write_dead_letter(self, tx: Transaction, record: RawRecord, error: str) -> None:
+        tx.dead_letter(record, error)
         log.warning("message dead-lettered", topic=record.topic, offset=record.offset, error=error[:500])
 
     async def _handle_one(self, delivery: Delivery) -> None:
@@ -267,38 +334,50 @@ class RecordProcessor:
             structlog.contextvars.unbind_contextvars("message_id", "type", "customer_id", "correlation_id")
 
     async def _apply(self, delivery: Delivery, handler: Handler) -> None:
-        envelope, digest = delivery.envelope, delivery.record.body_digest()
+        envelope, record, claim = delivery.envelope, delivery.record, delivery.claim()
         outcome = "applied"
+        await self._ensure_days([claim])
         async with self.pool.acquire() as conn, conn.transaction():
             tx = self._new_tx(conn)
-            await tx.lock_keys([message_key(envelope)])
-            claim = await claim_inbox(conn, self.consumer, [(envelope.id, digest)], [delivery.record])
-            if claim.settled:
-                outcome = "duplicate"  # this very offset was dead-lettered before
-            elif claim.reused(envelope.id, digest):
-                outcome = "dead_lettered"
-                await self._refuse_reused(tx, [delivery])
-            elif envelope.id not in claim.fresh:
-                outcome = "duplicate"
+            handled = await lock_handled_offsets(conn, self.consumer_group, [record])
+            if not not_handled([record], handled):
+                outcome = "redelivered"
             else:
-                try:
-                    async with conn.transaction():  # a savepoint: a rejection undoes the handler
-                        await handler(envelope, tx)
-                        self._complete_unanswered(tx, [delivery])
-                        await tx.flush()
-                except Rejected as rejection:
-                    tx.discard()
-                    outcome = "rejected"
-                    if envelope.data.is_command:
-                        tx.reject(envelope, rejection.code, rejection.reason)
-                    else:
-                        tx.dead_letter(delivery.record, f"rejected: {rejection}")
-                    await tx.flush()
-                    log.info("command rejected", code=rejection.code, reason=rejection.reason)
-                await self._settle_dead_lettered(tx, [delivery])
+                await tx.lock_keys([message_key(envelope)])
+                outcome = await self._apply_claimed(tx, delivery, handler, await self._claim(conn, [claim]))
+                await advance_handled_offsets(conn, self.consumer_group, [record])
         faults.reach("after_commit")
         HANDLED.labels(self.service, self.route.logical_topic, envelope.type, outcome).inc()
         log.info("message handled", outcome=outcome)
+
+    async def _apply_claimed(
+        self, tx: Transaction, delivery: Delivery, handler: Handler, claim: ClaimResult
+    ) -> str:
+        """Handle `delivery` whose id is claimed in `tx`; returns the outcome."""
+        envelope, digest = delivery.envelope, delivery.record.body_digest()
+        outcome = "applied"
+        if claim.reused(envelope.id, digest):
+            outcome = "dead_lettered"
+            await self._refuse_reused(tx, [delivery])
+        elif envelope.id not in claim.fresh:
+            outcome = "duplicate"
+        else:
+            try:
+                async with tx.conn.transaction():  # a savepoint: a rejection undoes the handler
+                    await handler(envelope, tx)
+                    self._complete_unanswered(tx, [delivery])
+                    await tx.flush()
+            except Rejected as rejection:
+                tx.discard()
+                outcome = "rejected"
+                if envelope.data.is_command:
+                    tx.reject(envelope, rejection.code, rejection.reason)
+                else:
+                    tx.dead_letter(delivery.record, f"rejected: {rejection}")
+                await tx.flush()
+                log.info("command rejected", code=rejection.code, reason=rejection.reason)
+            await self._release_dead_lettered(tx, [delivery])
+        return outcome
 
     def _complete_unanswered(self, tx: Transaction, handled: list[Delivery]) -> None:
         """Every command is answered: one whose handler published nothing on the service's
@@ -315,25 +394,22 @@ class RecordProcessor:
                 )
                 log.info("command completed with nothing to do", command_type=envelope.type)
 
-    async def _settle_dead_lettered(self, tx: Transaction, handled: list[Delivery]) -> None:
-        """A message its handler dead-lettered was not applied: its id leaves the inbox, so
-        that `tally replay` of it (same id, new offset) is handled, not dropped as a
-        duplicate; its record's synthetic id is claimed, so that a redelivery of the same
-        offset is one (see `settle_dead_lettered`)."""
+    async def _release_dead_lettered(self, tx: Transaction, handled: list[Delivery]) -> None:
+        """A message its handler dead-lettered was not applied: its id leaves the dedupe window,
+        so that `tally replay` of it (same id, new offset) is handled, not dropped as a
+        duplicate. A redelivery of the same offset stays one: the offset is handled."""
         if not tx.dead_lettered:
             return
         dead = set(tx.dead_lettered)
-        settled = [d for d in handled if d.record in dead]
-        if settled:
-            await settle_dead_lettered(
-                tx.conn, self.consumer, [d.envelope.id for d in settled], [d.record for d in settled]
-            )
+        released = [d.claim() for d in handled if d.record in dead]
+        await dedupe.release_message_ids(tx.conn, self.consumer, released)
 
     async def _refuse_reused(self, tx: Transaction, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             refusal = id_reused(delivery.envelope.id)
             self._count_refusal(refusal)
-            await self._write_dead_letter(tx, delivery.record, refusal.reason)
+            self._write_dead_letter(tx, delivery.record, refusal.reason)
+        await tx.flush()
 
     async def _handle_batch(self, batch: list[Delivery]) -> None:
         assert self.route.batch_handler is not None
@@ -357,43 +433,43 @@ class RecordProcessor:
             await self._handle_batch([delivery])
 
     async def _apply_batch(self, batch: list[Delivery], handler: BatchHandler) -> None:
+        records = [d.record for d in batch]
+        await self._ensure_days(d.claim() for d in batch)
+        todo: list[Delivery] = []
+        reused: list[Delivery] = []
         async with self.pool.acquire() as conn, conn.transaction():
             tx = self._new_tx(conn)
-            await tx.lock_keys([message_key(d.envelope) for d in batch])
-            digests = [d.record.body_digest() for d in batch]
-            claim = await claim_inbox(
-                conn,
-                self.consumer,
-                [(d.envelope.id, h) for d, h in zip(batch, digests, strict=True)],
-                [d.record for d in batch],
-            )
-            todo, reused = _first_copies(batch, digests, claim)
-            if reused:
-                await self._refuse_reused(tx, reused)
-            if todo:
-                await handler(todo, tx)
-                self._complete_unanswered(tx, todo)
-                await self._settle_dead_lettered(tx, todo)
-            await tx.flush()
+            handled = await lock_handled_offsets(conn, self.consumer_group, records)
+            fresh_records = set(not_handled(records, handled))
+            pending = [d for d in batch if d.record in fresh_records]
+            if pending:
+                await tx.lock_keys([message_key(d.envelope) for d in pending])
+                claim = await self._claim(conn, [d.claim() for d in pending])
+                todo, reused = _first_copies(pending, claim)
+                if reused:
+                    await self._refuse_reused(tx, reused)
+                if todo:
+                    await handler(todo, tx)
+                    self._complete_unanswered(tx, todo)
+                    await self._release_dead_lettered(tx, todo)
+                await tx.flush()
+            await advance_handled_offsets(conn, self.consumer_group, records)
         faults.reach("after_commit")
         labels = (self.service, self.route.logical_topic, self.route.batch_type or "-")
         HANDLED.labels(*labels, "applied").inc(len(todo))
         HANDLED.labels(*labels, "dead_lettered").inc(len(reused))
-        HANDLED.labels(*labels, "duplicate").inc(len(batch) - len(todo) - len(reused))
+        HANDLED.labels(*labels, "duplicate").inc(len(pending) - len(todo) - len(reused))
+        HANDLED.labels(*labels, "redelivered").inc(len(batch) - len(pending))
 
 
-def _first_copies(
-    batch: list[Delivery], digests: list[bytes], claim: InboxClaim
-) -> tuple[list[Delivery], list[Delivery]]:
+def _first_copies(batch: list[Delivery], claim: ClaimResult) -> tuple[list[Delivery], list[Delivery]]:
     """The deliveries to handle (first copy of each new id, in arrival order), and those
     that reuse an id with another body (than the one handled before, or earlier in the batch)."""
     todo: list[Delivery] = []
     reused: list[Delivery] = []
     first: dict[Any, bytes] = {}
-    for delivery, digest in zip(batch, digests, strict=True):
-        message_id = delivery.envelope.id
-        if claim.settled and delivery.record.synthetic_id() in claim.settled:
-            continue  # this very offset was dead-lettered before: a duplicate
+    for delivery in batch:
+        message_id, digest = delivery.envelope.id, delivery.record.body_digest()
         if message_id in claim.fresh and message_id not in first:
             first[message_id] = digest
             todo.append(delivery)

@@ -24,6 +24,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tally_contracts.identifiers import MAX_ID_LENGTH, has_control_character
+from tally_contracts.topics import dlq
+from tally_messaging.consumed_offsets import SeekPastHandled
+from tally_messaging.dedupe import DedupeWindow
+from tally_messaging.kafka_security import broker_security, kafka_credentials
 from tally_messaging.logs import configure_logging
 from tally_messaging.metrics import CONSUMER_LAG
 from tally_messaging.migrations import apply_migrations
@@ -117,6 +121,16 @@ class Service:
 
         return register
 
+    def query(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        """Register a read-only computation on a JSON body (POST, e.g. a dry run) behind the
+        read API's rules. It must change nothing: state changes come only from messages."""
+
+        def register(endpoint: Endpoint) -> Endpoint:
+            self.http_routes.append(Route(path, self._read_endpoint(path, endpoint), methods=["POST"]))
+            return endpoint
+
+        return register
+
     def _read_endpoint(self, path: str, endpoint: Endpoint) -> Endpoint:
         """`endpoint` with the rules every read route shares: each path parameter is an id
         (400 with a reason when it holds a control character or is over `MAX_ID_LENGTH`,
@@ -159,12 +173,21 @@ class Service:
         self._startup.begin()
         await self._start_http()
         self._pool = await self._startup.wait_for("database", self._open_database, DATABASE_UNAVAILABLE)
+        credentials = kafka_credentials(s, self.name)
+        # Only the topics it uses: under ACLs a service sees no others, and creates none.
+        used = (self.events_topic, *self.routes, *(dlq(topic) for topic in self.routes))
         await self._startup.wait_for(
-            "kafka", lambda: create_missing_topics(s.kafka_bootstrap, s.topic_prefix), KAFKA_UNAVAILABLE
+            "kafka",
+            lambda: create_missing_topics(s.kafka_bootstrap, s.topic_prefix, used, credentials=credentials),
+            KAFKA_UNAVAILABLE,
         )
-        self._relay = OutboxRelay(self.name, s.dsn(self.name), s.kafka_bootstrap, s.relay_batch_size)
+        self._relay = OutboxRelay(
+            self.name, s.dsn(self.name), s.kafka_bootstrap, s.relay_batch_size, credentials=credentials
+        )
         self._relay.start()
-        self._broker = KafkaBroker(s.kafka_bootstrap, client_id=self.name, logger=None)
+        self._broker = KafkaBroker(
+            s.kafka_bootstrap, client_id=self.name, logger=None, security=broker_security(credentials)
+        )
         for route in self.routes.values():
             self._subscribe(route)
         await self._startup.wait_for("kafka", self._start_broker, KAFKA_UNAVAILABLE)
@@ -198,18 +221,25 @@ class Service:
     def _subscribe(self, route: TopicRoute) -> None:
         assert self._broker is not None and self._pool is not None
         s = self.settings
+        group_id = f"{s.group_prefix}{self.name}.{route.logical_topic}"
         processor = RecordProcessor(
             service=self.name,
             pool=self._pool,
             route=route,
             consumer=f"{self.name}:{route.logical_topic}",
+            consumer_group=group_id,
             events_topic=s.topic(self.events_topic),
             topic_prefix=s.topic_prefix,
             is_stopping=lambda: self._stopping,
+            window=DedupeWindow(s.dedupe_window_days),
         )
+        # On assignment, seek past what the database says is handled (the subscriber's
+        # consumer exists once the broker starts it, before any assignment).
+        seek = SeekPastHandled(group_id, lambda: self._pool, lambda: getattr(subscriber, "consumer", None))
         subscriber = self._broker.subscriber(
             s.topic(route.logical_topic),
-            group_id=f"{s.group_prefix}{self.name}.{route.logical_topic}",
+            group_id=group_id,
+            listener=seek,
             batch=True,
             max_records=s.batch_max_records,
             batch_timeout_ms=100,

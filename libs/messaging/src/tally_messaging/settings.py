@@ -1,6 +1,8 @@
 """Service settings from the environment (pydantic-settings), prefix TALLY_."""
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -8,6 +10,14 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    """With a username, clients authenticate with SASL/SCRAM-SHA-512 as that principal."""
+    kafka_credentials_dir: Path | None = None
+    """A folder of `<principal>.password` files (deploy/local/kafka.sh makes one): each
+    process authenticates as its own principal (a service as its name, the CLI as `ops` or
+    `usage-producer`) when its file is there. `kafka_username` wins over it; with neither,
+    clients connect without authentication (PLAINTEXT)."""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/{service}"
     """`{service}` is replaced by the service name: one database per service."""
     http_host: str = "127.0.0.1"
@@ -24,6 +34,10 @@ class ServiceSettings(BaseSettings):
     """How long start-up waits for PostgreSQL and Kafka (retrying with backoff, `/health`
     answering 503 meanwhile) before the process gives up and exits 1. The default covers a
     database restart or a broker election with room to spare."""
+    dedupe_window_days: int = Field(default=70, ge=1)
+    """How long re-sent message ids are recognised (`tally_message_ids`, one partition per
+    day): the longest billing period (31 days), plus late usage through the next period
+    (31), plus 8 days of outage backlog. A message older than this is dead-lettered."""
     log_level: str = "INFO"
     log_json: bool | None = None
     """None: JSON unless stdout is a terminal."""

@@ -5,6 +5,13 @@ Infrastructure is picked in order: URLs from the environment
 testcontainers when a Docker daemon answers, else the project's scripts in
 `deploy/local/` (real Kafka from Maven Central, PostgreSQL from Debian's binaries).
 Each test session gets its own topic prefix; each test its own database.
+
+Identities: the plumbing (topics, probes, services under test) runs as the broker's super
+user `admin` and the database superuser, whose passwords come from
+`TALLY_TEST_KAFKA_USERNAME`/`TALLY_TEST_KAFKA_PASSWORD` and the DSN, else from the files
+deploy/local's scripts made for those ports (`.local/kafka-<port>/credentials`,
+`.local/pg-<port>/credentials`). Tests of the ACLs themselves grant the table's rules for
+their session's prefix (`tally_messaging.identities.grant`) and connect as the principals.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -32,6 +40,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tally_contracts import Envelope, parse_message
 from tally_contracts.topics import dlq
+from tally_messaging.identities import grant, read_table, revoke
+from tally_messaging.kafka_security import (
+    KafkaCredentials,
+    client_options,
+    credentials_in,
+    kafka_credentials,
+    local_credentials_dir,
+)
 from tally_messaging.settings import ServiceSettings
 from tally_messaging.topic_admin import ensure_topics
 
@@ -42,10 +58,46 @@ REPO = Path(__file__).resolve().parents[4]
 class Infra:
     kafka_bootstrap: str
     admin_dsn: str
+    kafka_admin: KafkaCredentials | None = None
+    """The broker's super user, when the broker has identities (None: PLAINTEXT)."""
 
     def dsn(self, database: str) -> str:
         base, _, _ = self.admin_dsn.rpartition("/")
         return f"{base}/{database}"
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Keyword arguments that make an aiokafka client connect as `kafka_admin`."""
+        return client_options(self.kafka_admin)
+
+
+def local_infra(bootstrap: str, admin_dsn: str) -> Infra:
+    """`Infra` for servers on this machine, with the passwords deploy/local's scripts made
+    for them when the environment gives none (see the module's docstring)."""
+    username = os.environ.get("TALLY_TEST_KAFKA_USERNAME")
+    if username:
+        admin: KafkaCredentials | None = KafkaCredentials(
+            username, os.environ.get("TALLY_TEST_KAFKA_PASSWORD", "")
+        )
+    else:
+        folder = local_credentials_dir(bootstrap)
+        admin = credentials_in(folder, "admin") if folder is not None else None
+    return Infra(bootstrap, with_local_password(admin_dsn), admin)
+
+
+def with_local_password(dsn: str) -> str:
+    """`dsn` with its role's password from `.local/pg-<port>/credentials` (made by
+    deploy/local/postgres.sh) when it names none and that file exists."""
+    parts = urlsplit(dsn)
+    if parts.password or parts.hostname not in ("127.0.0.1", "localhost") or not parts.username:
+        return dsn
+    local = Path(os.environ.get("TALLY_LOCAL_DIR") or REPO / ".local")
+    path = local / f"pg-{parts.port or 5432}" / "credentials" / f"{parts.username}.password"
+    if not path.is_file():
+        return dsn
+    netloc = f"{parts.username}:{quote(path.read_text().strip(), safe='')}@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _docker_answers() -> bool:
@@ -78,7 +130,7 @@ def infra() -> Iterator[Infra]:
     bootstrap = os.environ.get("TALLY_TEST_KAFKA_BOOTSTRAP")
     admin_dsn = os.environ.get("TALLY_TEST_DATABASE_URL")
     if bootstrap and admin_dsn:
-        yield Infra(bootstrap, admin_dsn)
+        yield local_infra(bootstrap, admin_dsn)
         return
     if _docker_answers():
         from testcontainers.kafka import KafkaContainer
@@ -89,14 +141,30 @@ def infra() -> Iterator[Infra]:
         return
     for script in ("kafka.sh", "postgres.sh"):
         subprocess.run([str(REPO / "deploy/local" / script), "start"], check=True)
-    yield Infra("127.0.0.1:9092", "postgresql://postgres@127.0.0.1:5432/postgres")
+    yield local_infra("127.0.0.1:9092", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def prepare_topics(infra: Infra, prefix: str) -> None:
+    """Make every topic named `prefix` + name; on a broker with identities, grant the ACL
+    table's rules for them too, so that the CLI (`ops`, `usage-producer`) and the services'
+    principals may do on them what they may do on the real topics."""
+    await ensure_topics(infra.kafka_bootstrap, prefix, credentials=infra.kafka_admin)
+    if infra.kafka_admin is not None:
+        await grant(infra.kafka_bootstrap, infra.kafka_admin, read_table(), prefix)
+
+
+async def release_topics(infra: Infra, prefix: str) -> None:
+    """Take back what `prepare_topics` granted (the topics stay: tests read them after)."""
+    if infra.kafka_admin is not None:
+        await revoke(infra.kafka_bootstrap, infra.kafka_admin, read_table(), prefix)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def topic_prefix(infra: Infra) -> str:
+async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    await ensure_topics(infra.kafka_bootstrap, prefix)
-    return prefix
+    await prepare_topics(infra, prefix)
+    yield prefix
+    await release_topics(infra, prefix)
 
 
 @contextlib.asynccontextmanager
@@ -136,15 +204,35 @@ async def module_database(infra: Infra) -> AsyncIterator[Callable[[], Awaitable[
         yield make
 
 
+TEST_DEDUPE_WINDOW_DAYS = 36_500
+"""Tests and fault runs date their messages in fixed months (2026-11 ...): a window of a
+century keeps them inside it whatever today is. Partitions exist only for days that occur,
+so a long window costs nothing; the window's own tests set theirs."""
+
+
 def service_settings(infra: Infra, prefix: str, dsn: str, **overrides: Any) -> ServiceSettings:
+    """Settings for a service under test: on the session's topics, as the super user (the
+    table's ACLs name the real topics; tests/e2e/test_identities.py runs the principals)."""
+    admin = infra.kafka_admin
+    settings: dict[str, Any] = {}
+    if admin is not None:
+        settings = {"kafka_username": admin.username, "kafka_password": admin.password}
+    settings.update(overrides)
+    settings.setdefault("dedupe_window_days", TEST_DEDUPE_WINDOW_DAYS)
     return ServiceSettings(
         kafka_bootstrap=infra.kafka_bootstrap,
         database_url=dsn,
         topic_prefix=prefix,
         group_prefix=prefix,
         log_json=True,
-        **overrides,
+        **settings,
     )
+
+
+def settings_kafka_options(settings: ServiceSettings) -> dict[str, Any]:
+    """Keyword arguments for an aiokafka client that connects as `settings` do (a test's
+    service settings name the super user when the broker has identities)."""
+    return client_options(kafka_credentials(settings, "admin"))
 
 
 def service_env(settings: ServiceSettings, **extra: str) -> dict[str, str]:
@@ -157,7 +245,13 @@ def service_env(settings: ServiceSettings, **extra: str) -> dict[str, str]:
         TALLY_GROUP_PREFIX=settings.group_prefix,
         TALLY_HTTP_PORT=str(settings.http_port),
         TALLY_LOG_JSON="true",
+        TALLY_DEDUPE_WINDOW_DAYS=str(settings.dedupe_window_days),
     )
+    if settings.kafka_username:
+        env.update(
+            TALLY_KAFKA_USERNAME=settings.kafka_username,
+            TALLY_KAFKA_PASSWORD=settings.kafka_password.get_secret_value(),
+        )
     env.update(extra)
     return env
 
@@ -174,12 +268,15 @@ class KafkaProbe:
 
     bootstrap: str
     prefix: str
+    credentials: KafkaCredentials | None = None
     _producer: AIOKafkaProducer | None = None
     _consumers: dict[str, AIOKafkaConsumer] = field(default_factory=dict)
     _seen: dict[str, list[tuple[bytes | None, bytes]]] = field(default_factory=dict)
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, enable_idempotence=True, **client_options(self.credentials)
+        )
         await self._producer.start()
 
     async def stop(self) -> None:
@@ -203,7 +300,9 @@ class KafkaProbe:
 
     async def _consumer(self, topic: str) -> AIOKafkaConsumer:
         if topic not in self._consumers:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False, **client_options(self.credentials)
+            )
             await consumer.start()
             partitions = consumer.partitions_for_topic(self.prefix + topic)
             while not partitions:
@@ -263,7 +362,7 @@ class KafkaProbe:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def kafka(infra: Infra, topic_prefix: str) -> AsyncIterator[KafkaProbe]:
-    probe = KafkaProbe(infra.kafka_bootstrap, topic_prefix)
+    probe = KafkaProbe(infra.kafka_bootstrap, topic_prefix, infra.kafka_admin)
     await probe.start()
     yield probe
     await probe.stop()

@@ -5,6 +5,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from tally_contracts.topics import ALL_TOPICS_WITH_DLQ, PARTITIONS
+from tally_messaging.kafka_security import KafkaCredentials, client_options
 
 
 async def create_missing_topics(
@@ -12,14 +13,19 @@ async def create_missing_topics(
     prefix: str = "",
     names: tuple[str, ...] = ALL_TOPICS_WITH_DLQ,
     partitions: int = PARTITIONS,
+    credentials: KafkaCredentials | None = None,
 ) -> list[str]:
-    """Create every missing topic, once; returns the names created.
+    """Create every missing topic of `names`, once; returns the names created.
+
+    On a broker with ACLs, the principal sees (and may find missing) only the topics it may
+    describe, and only `admin` may create: a service passes just the topics it uses, which
+    the set-up has made, so it creates nothing.
 
     Raises a KafkaError when the broker cannot be reached or refuses a topic for a
     reason other than "already exists" (e.g. no controller yet during an election):
     the broker answers such errors inside its response, so they are raised here.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(credentials))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -43,6 +49,7 @@ async def ensure_topics(
     names: tuple[str, ...] = ALL_TOPICS_WITH_DLQ,
     partitions: int = PARTITIONS,
     give_up_after_seconds: float = 60,
+    credentials: KafkaCredentials | None = None,
 ) -> None:
     """Create every missing topic. Retries while the broker is still starting."""
     async for attempt in AsyncRetrying(
@@ -52,17 +59,20 @@ async def ensure_topics(
         reraise=True,
     ):
         with attempt:
-            await create_missing_topics(bootstrap, prefix, names, partitions)
+            await create_missing_topics(bootstrap, prefix, names, partitions, credentials)
 
 
 def main() -> None:
-    """`python -m tally_messaging.topic_admin`: create the topics on TALLY_KAFKA_BOOTSTRAP."""
+    """`python -m tally_messaging.topic_admin`: create the topics on TALLY_KAFKA_BOOTSTRAP
+    (as `admin` when the settings give credentials)."""
     import asyncio
 
+    from tally_messaging.kafka_security import kafka_credentials
     from tally_messaging.settings import ServiceSettings
 
     settings = ServiceSettings()
-    asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_prefix))
+    credentials = kafka_credentials(settings, "admin")
+    asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, credentials=credentials))
     print(f"topics ready on {settings.kafka_bootstrap} (prefix {settings.topic_prefix!r})")
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from rules import handlers
+from rules.evaluation import evaluate
 from rules.store import RulesStore, SavedVersion
-from tally_contracts import topics
+from tally_contracts import CurrencyMismatch, Line, topics
 from tally_contracts.invoicing import InvoiceClosed
 from tally_contracts.rules import AssignRuleSet, PutRuleSet
 from tally_messaging import Service, ServiceSettings
@@ -34,6 +36,34 @@ def build(settings: ServiceSettings | None = None) -> Service:
                 "rule_set_id": versions[-1].rule_set.rule_set_id,
                 "current": _version_json(versions[-1]),
                 "versions": [_version_json(v) for v in versions],
+            }
+        )
+
+    @service.query("/rule-sets/{rule_set_id}/versions/{version}/dry-run")
+    async def dry_run(request: Request) -> Response:
+        """The adjustment lines a version would add to an invoice with the given lines, in
+        the given currency: the pure evaluation, nothing stored or published."""
+        version = request.path_params["version"]
+        if not version.isdigit():
+            return JSONResponse({"error": f"version must be a number, not {version!r}"}, status_code=400)
+        try:
+            asked = DryRunRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return JSONResponse({"error": f"not a dry run request: {_first_problem(exc)}"}, status_code=400)
+        async with service.pool.acquire() as conn:
+            versions = await RulesStore(conn).versions(request.path_params["rule_set_id"])
+        chosen = next((v for v in versions if v.rule_set.version == int(version)), None)
+        if chosen is None:
+            return JSONResponse({"error": "unknown rule set or version"}, status_code=404)
+        try:
+            lines = evaluate(chosen.rule_set, asked.lines, asked.currency)
+        except CurrencyMismatch as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(
+            {
+                "rule_set_id": chosen.rule_set.rule_set_id,
+                "version": chosen.rule_set.version,
+                "lines": [line.model_dump(mode="json") for line in lines],
             }
         )
 
@@ -62,6 +92,19 @@ def build(settings: ServiceSettings | None = None) -> Service:
         )
 
     return service
+
+
+class DryRunRequest(BaseModel):
+    """An invoice's lines as closed (no adjustment lines) and its currency."""
+
+    model_config = ConfigDict(extra="forbid")
+    currency: str
+    lines: list[Line]
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
 
 
 def _summary(saved: SavedVersion) -> dict[str, Any]:
