@@ -4,7 +4,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 HANDLED = Counter(
     "tally_messages_handled_total",
-    "Messages handled, by outcome (applied, duplicate, rejected, dead_lettered, ignored).",
+    "Messages handled, by outcome (applied, duplicate, redelivered, rejected, dead_lettered, ignored).",
     ["service", "topic", "type", "outcome"],
 )
 FAILED = Counter(
@@ -31,7 +31,7 @@ CONSUMER_STALLED = Gauge(
 )
 ENVELOPE_REFUSED = Counter(
     "tally_envelope_refused_total",
-    "Messages dead-lettered by an envelope check (type_header, key, id_reused).",
+    "Messages dead-lettered by an envelope check (type_header, key, id_reused, older_than_window).",
     ["service", "topic", "check"],
 )
 OUTBOX_SET_ASIDE = Counter(
