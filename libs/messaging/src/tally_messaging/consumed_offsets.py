@@ -135,8 +135,9 @@ async def records_handled(conn: DbConnection, consumer_group: str) -> int:
 
 
 class SeekPastHandled(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On assignment, move each partition's position past its handled offset when Kafka's
-    committed offset is behind it (a crash after the database commit, before Kafka's)."""
+    """On assignment, move each partition's position, and Kafka's committed offset, past its
+    handled offset when Kafka's is behind it (a crash after the database commit, before
+    Kafka's)."""
 
     def __init__(
         self,
@@ -167,6 +168,9 @@ class SeekPastHandled(ConsumerRebalanceListener):  # type: ignore[misc]
                 committed = await consumer.committed(tp)
                 if committed is None or committed <= offset:
                     consumer.seek(tp, offset + 1)
+                    # Kafka's committed offset catches up too: else the partition shows a lag
+                    # (the records skipped) until its next record is handled and committed.
+                    await consumer.commit({tp: offset + 1})
                     log.info(
                         "seeked past handled offset",
                         topic=tp.topic,
