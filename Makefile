@@ -7,7 +7,7 @@ export TALLY_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:$(or $(TALLY_P
 # Passwords (Kafka SASL/SCRAM, PostgreSQL scram-sha-256) are read from the files deploy/local's
 # scripts made under .local/ for these ports (see deploy/local/kafka.sh): none is ever typed.
 
-.PHONY: help setup browser infra infra-down lint test test-fast coverage demo up down status bench clean
+.PHONY: help setup browser infra infra-down lint test test-fast coverage demo up down status bench bench-instances clean
 
 # The packages whose coverage `make test` prints, as import-name=source-directory.
 COVERAGE_PACKAGES := tally_contracts=libs/contracts/src/tally_contracts \
@@ -67,7 +67,7 @@ coverage:  ## line and branch coverage per package, from the last `make test` (.
 		then printf '  %-16s %6s%%\n' "$$name" "$$total"; else printf '  %-16s no data\n' "$$name"; fi; \
 	done
 
-up: setup infra
+up: setup infra  ## the stack in the background; TALLY_INSTANCES=N (1-6) processes per service, TALLY_KAFKA_BROKERS=3 a three-broker cluster
 	@deploy/local/stack.sh start
 
 down:
@@ -87,9 +87,12 @@ demo: up  ## the stack up and healthy, then a month for three customers and thei
 bench: setup infra
 	$(UV) run python -m bench
 
-faults: setup infra  ## the long fault run (tests/faults): make faults SEED=<n> [CUSTOMERS=30 COMMANDS=1000 (+5 usage events each) FAULTS_ARGS=...]
+bench-instances: setup infra  ## ingest with 1, 2 and 3 instances of invoicing (BENCH_EVENTS=50000 unless set)
+	BENCH_EVENTS=$${BENCH_EVENTS:-50000} $(UV) run python -m bench.instances
+
+faults: setup infra  ## the long fault run (tests/faults): make faults SEED=<n> [CUSTOMERS=30 COMMANDS=1000 (+5 usage events each) CLUSTER=1 FAULTS_ARGS=...]
 	$(UV) run python -m tests.faults.run --seed $(or $(SEED),1) --customers $(or $(CUSTOMERS),30) \
-		--commands $(or $(COMMANDS),1000) --private-infra $(FAULTS_ARGS)
+		--commands $(or $(COMMANDS),1000) --private-infra $(if $(CLUSTER),--cluster) $(FAULTS_ARGS)
 
 clean: down
 	rm -rf .local

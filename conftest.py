@@ -1,3 +1,3 @@
 """Shared fixtures: real Kafka and PostgreSQL for every test that crosses a boundary."""
 
-pytest_plugins = ["tally_messaging.testing"]
+pytest_plugins = ["tally_testing"]

@@ -3,7 +3,7 @@
 import asyncio
 import sys
 
-from bench import credits, dedupe, history_credits, history_invoicing, ingest
+from bench import credits, dedupe, history_credits, history_invoicing, ingest, settle
 
 BENCHMARKS = {
     "ingest": ingest.main,
@@ -11,6 +11,7 @@ BENCHMARKS = {
     "history_invoicing": history_invoicing.main,
     "history_credits": history_credits.main,
     "dedupe": dedupe.main,
+    "settle": settle.main,
 }
 
 

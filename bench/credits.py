@@ -3,14 +3,17 @@
 1. One customer with N open invoices (posted, unpaid) receives one credit large enough
    to pay them all: the time from sending the GrantCredit until it is handled (every
    application, entry and event written in its one transaction).
-2. A bill run: M customers, each holding a promotional credit, each get one posted
-   invoice (pre-loaded on `invoicing.events`); time from the service's start until every
-   invoice is handled (credit applied), as invoices per second.
+2. Bill runs: M customers, each holding a promotional credit, each get one posted
+   invoice (sent on `invoicing.events` while the service runs); time from the first send
+   until every invoice is handled (credit applied), as invoices per second and the cost per invoice,
+   for each M of BENCH_CREDIT_CUSTOMERS (one after the other, on the same database), with
+   the peak RSS of the process meanwhile.
 
-A message is handled when its id is in the credits inbox: the inbox row and the ledger
-change are written in one transaction, so the count cannot run ahead.
+A message is handled when its partition's handled offset is past it: the offset and the
+ledger change are written in one transaction, so the count cannot run ahead.
 
-Settings: BENCH_OPEN_INVOICES (default 1000), BENCH_CREDIT_CUSTOMERS (10000), and those of
+Settings: BENCH_OPEN_INVOICES (default 1000), BENCH_CREDIT_CUSTOMERS (sizes, default
+"1000,10000"; the issue's "1000,100000" takes long on two cores), and those of
 `bench.scratch`.
 """
 
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import os
 import time
 from typing import Any
 
 import asyncpg
 
-from bench.scratch import produce, scratch_run, until_handled
+from bench.scratch import consumer_group, peak_rss_mib, produce, reset_peak_rss, scratch_run, until_handled
 from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_contracts.invoicing import InvoiceFinalized
@@ -32,7 +36,8 @@ from tally_messaging import Service
 from tally_messaging.settings import ServiceSettings
 
 OPEN_INVOICES = int(os.environ.get("BENCH_OPEN_INVOICES", "1000"))
-CUSTOMERS = int(os.environ.get("BENCH_CREDIT_CUSTOMERS", "10000"))
+BILL_RUN_SIZES = [int(n) for n in os.environ.get("BENCH_CREDIT_CUSTOMERS", "1000,10000").split(",")]
+"""Bill runs of these many customers, one after the other: the cost per invoice at each size."""
 # Today, early: inside the services' dedupe window whenever it runs.
 POSTED = dt.datetime.now(dt.UTC).replace(hour=6, minute=0, second=0, microsecond=0)
 INVOICES = "credits:invoicing.events"
@@ -75,12 +80,12 @@ async def one_customer_many_invoices(
     try:
         begun = time.perf_counter()
         await produce(settings.topic_prefix, topics.INVOICING_EVENTS, invoices)
-        await until_handled(conn, INVOICES, OPEN_INVOICES)
+        await until_handled(conn, consumer_group(settings, INVOICES), OPEN_INVOICES)
         posting = time.perf_counter() - begun
         big = grant(customer, "g-big", f"{10 * OPEN_INVOICES}.00")
         begun = time.perf_counter()
         await produce(settings.topic_prefix, topics.CREDITS_COMMANDS, [big])
-        await until_handled(conn, COMMANDS, 1)
+        await until_handled(conn, consumer_group(settings, COMMANDS), 1)
         paying = time.perf_counter() - begun
     finally:
         await service.stop()
@@ -89,39 +94,58 @@ async def one_customer_many_invoices(
     return posting, paying
 
 
-async def bill_run(settings: ServiceSettings, conn: asyncpg.Connection) -> float:
-    """Seconds from start until M pre-loaded invoices (each customer holding credit) are handled."""
-    customers = [f"bench-{i}" for i in range(CUSTOMERS)]
+async def bill_run(
+    settings: ServiceSettings, conn: asyncpg.Connection, size: int, handled: tuple[int, int]
+) -> tuple[float, float | None]:
+    """Seconds from start until `size` pre-loaded invoices (each customer holding credit) are
+    handled, and the peak RSS meanwhile (MiB). `handled`: the grants and invoices the
+    service handled before (earlier parts and sizes)."""
+    customers = [f"bench-{size}-{i}" for i in range(size)]
     grants = [grant(c, f"g-{c}", "5.00") for c in customers]
     await produce(settings.topic_prefix, topics.CREDITS_COMMANDS, grants)
     service = await started(settings)
     try:
-        await until_handled(conn, COMMANDS, 1 + CUSTOMERS)  # the large grant of part 1, then these
+        await until_handled(conn, consumer_group(settings, COMMANDS), handled[0] + size)
     finally:
         await service.stop()
     invoices = [posted(c, f"inv-{c}-2026-11", "12.34") for c in customers]
-    await produce(settings.topic_prefix, topics.INVOICING_EVENTS, invoices)
-    begun = time.perf_counter()
+    del grants, customers
+    gc.collect()
     service = await started(settings)
     try:
-        await until_handled(conn, INVOICES, OPEN_INVOICES + CUSTOMERS)
-        return time.perf_counter() - begun
+        # Timed from the first invoice's send, the service already consuming: its start-up
+        # (a few seconds of group join) would swamp the cost per invoice of a small run.
+        reset_peak_rss()
+        begun = time.perf_counter()
+        await produce(settings.topic_prefix, topics.INVOICING_EVENTS, invoices)
+        await until_handled(conn, consumer_group(settings, INVOICES), handled[1] + size)
+        return time.perf_counter() - begun, peak_rss_mib()
     finally:
         await service.stop()
 
 
 async def main() -> None:
+    runs: list[tuple[int, float, float | None]] = []
     async with scratch_run(databases=1, http_port=18182) as (settings, _):
         conn = await asyncpg.connect(settings.database_url)
         try:
             posting, paying = await one_customer_many_invoices(settings, conn)
-            drain = await bill_run(settings, conn)
+            handled = (1, OPEN_INVOICES)  # the large grant, the invoices it paid
+            for size in BILL_RUN_SIZES:
+                drain, rss = await bill_run(settings, conn, size, handled)
+                runs.append((size, drain, rss))
+                handled = (handled[0] + size, handled[1] + size)
         finally:
             await conn.close()
     print(f"credits: {OPEN_INVOICES:,} invoices posted for one customer in {posting:.1f} s")
     print(f"credits: one grant paying {OPEN_INVOICES:,} open invoices handled in {paying:.2f} s")
-    print(f"credits: bill run of {CUSTOMERS:,} customers with credit drained in {drain:.1f} s")
-    print(f"credits: bill run rate {CUSTOMERS / drain:,.0f} invoices/s")
+    for size, drain, rss in runs:
+        print(
+            f"credits: bill run of {size:,} customers with credit drained in {drain:.1f} s:"
+            f" {size / drain:,.0f} invoices/s, {drain / size * 1e3:.2f} ms per invoice"
+        )
+        if rss is not None:  # the service runs inside the benchmark's process
+            print(f"credits: bill run of {size:,}: peak RSS of the process running credits {rss:,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -45,13 +45,13 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from bench.scratch import BOOTSTRAP, KAFKA_OPTIONS, produce, scratch_run
-from tally_contracts import Envelope, Money, topics
+from tally_contracts import Envelope, Money, message_key, topics
 from tally_contracts.invoicing import AddCharge, UpsertCustomer
 from tally_contracts.usage import UsageRecorded
 from tally_messaging import Service
 from tally_messaging.processing import Delivery
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.transaction import RawRecord, Transaction, message_key
+from tally_messaging.transaction import RawRecord, Transaction
 
 SMALL = os.environ.get("BENCH_HISTORY_SMALL") == "1"
 SIZES = [

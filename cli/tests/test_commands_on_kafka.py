@@ -20,7 +20,7 @@ from tally_cli.main import app
 from tally_contracts import Envelope, parse_message
 from tally_contracts.topics import INVOICING_COMMANDS, USAGE, dlq
 from tally_contracts.usage import UsageRecorded
-from tally_messaging.testing import Infra, KafkaProbe, prepare_topics, release_topics
+from tally_testing import Infra, KafkaProbe, prepare_topics, release_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
-from tally_contracts import Envelope
-from tally_messaging.testing import (
+from tally_contracts import Envelope, message_key
+from tally_testing import (
     Infra,
     KafkaProbe,
     ServiceProcess,
@@ -22,7 +22,6 @@ from tally_messaging.testing import (
     service_env,
     service_settings,
 )
-from tally_messaging.transaction import message_key
 
 SERVICES = ("invoicing", "rules", "credits", "payments")
 NOV = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)

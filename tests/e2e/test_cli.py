@@ -14,7 +14,7 @@ import pytest
 from tally_contracts import topics
 from tally_contracts.invoicing import Price, PutPriceList, UpsertCustomer
 from tally_contracts.usage import UsageRecorded
-from tally_messaging.testing import Infra, KafkaProbe
+from tally_testing import Infra, KafkaProbe
 
 from .conftest import Stack, answered, send
 

@@ -31,7 +31,9 @@ from tally_messaging.kafka_security import (
     credentials_in,
     local_credentials_dir,
 )
-from tally_messaging.testing import (
+from tally_testing import (
+    ACL_TABLE,
+    LOCAL_DIR,
     Infra,
     KafkaProbe,
     ServiceProcess,
@@ -53,7 +55,7 @@ EVENTS_TOPICS = tuple(t for t in topics.ALL_TOPICS if t.endswith(".events"))
 
 
 def principal(infra: Infra, name: str) -> KafkaCredentials:
-    folder = local_credentials_dir(infra.kafka_bootstrap)
+    folder = local_credentials_dir(infra.kafka_bootstrap, LOCAL_DIR)
     found = credentials_in(folder, name) if folder is not None else None
     if infra.kafka_admin is None or found is None:
         pytest.skip(f"the broker at {infra.kafka_bootstrap} has no identities made by deploy/local/kafka.sh")
@@ -122,7 +124,7 @@ async def test_the_broker_grants_exactly_the_acl_table(infra: Infra) -> None:
     principal(infra, "ops")
     assert infra.kafka_admin is not None
 
-    assert differences(read_table(), await granted(infra.kafka_bootstrap, infra.kafka_admin)) == []
+    assert differences(read_table(ACL_TABLE), await granted(infra.kafka_bootstrap, infra.kafka_admin)) == []
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from tally_contracts.invoicing import (
 from tally_contracts.payments import DeductPromotionalCredits, RecordOfflinePayment, RefundCreditBalance
 from tally_contracts.rules import Analyze, AssignRuleSet, Condition, PutRuleSet, Rule
 from tally_contracts.usage import UsageRecorded
-from tally_messaging.testing import KafkaProbe
+from tally_testing import KafkaProbe
 
 from .conftest import Stack, answered, send
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tally_contracts import topics
-from tally_messaging.testing import KafkaProbe
+from tally_testing import KafkaProbe
 
 from .conftest import Stack
 

@@ -24,6 +24,22 @@ Faults are attached to workload steps. Kinds:
   The four infrastructure kinds run only with the run's own Kafka and PostgreSQL
   (`--private-infra`): never on the shared ones, where they are reported as skipped.
 
+Cluster mode (`--cluster`: three brokers, `--instances` processes per service sharing its
+database and consumer groups) targets one process among the instances for `kill`,
+`crash_point` and `pause` (a paused instance's partitions go to the others once its session
+times out), and `kafka_restart` / `kafka_kill` stop one broker of three (`nth` is the node)
+while the other two go on; and adds:
+
+- `leader_kill`: SIGKILL of the broker that leads a partition of `usage` at that moment,
+  mid-batch, then restart it (the partition's leadership moves to an in-sync follower: with
+  replication factor 3 and min.insync.replicas=2 no acknowledged message may be lost).
+- `rebalance_kill`: stop one instance of a service cleanly (it leaves its consumer groups: a
+  rebalance starts at once) and SIGKILL another instance of the same service a moment later,
+  inside that rebalance; both are started again.
+
+The plan of a cluster run has at least `Cluster.broker_kills` broker SIGKILLs (`kafka_kill` +
+`leader_kill`) and `Cluster.instance_kills` instance SIGKILLs (`kill` + `rebalance_kill`).
+
 Every step's messages (its commands and the usage in proportion to them) are sent as a
 steady stream over the window of the step's faults, so the faults land under load.
 """
@@ -33,6 +49,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +62,35 @@ from .workload import Outgoing, Workload
 
 SKIPPED = ("kafka_restart", "kafka_kill", "pg_restart", "pg_crash")
 PROCESS_KINDS = ("kill", "crash_point", "pause", "duplicate", "delay_topic", "hostile")
+CLUSTER_INFRA_KINDS = ("leader_kill",)
+CLUSTER_PROCESS_KINDS = ("rebalance_kill",)
+INFRA_KINDS = (*SKIPPED, *CLUSTER_INFRA_KINDS)
+"""At most one of these per step: the cluster loses at most one broker at a time."""
+BROKER_KILLS = ("kafka_kill", "leader_kill")
+INSTANCE_KILLS = ("kill", "rebalance_kill")
+SERVICES = ("invoicing", "rules", "credits", "payments")
+
+
+def instance_name(service: str, n: int) -> str:
+    """The process key of instance `n` (1-based) of `service`: "invoicing", "invoicing.2", ..."""
+    return service if n == 1 else f"{service}.{n}"
+
+
+def service_of(process: str) -> str:
+    """ "invoicing.2" -> "invoicing"."""
+    return process.partition(".")[0]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Cluster mode: how many brokers and processes per service, and the minimum kills."""
+
+    brokers: int = 3
+    instances: int = 2
+    broker_kills: int = 5
+    instance_kills: int = 10
+
+
 CRASH_POINTS = ("after_commit", "relay_before_publish", "relay_before_delete")
 DELAYABLE = (topics.USAGE, topics.INVOICING_COMMANDS, topics.CREDITS_COMMANDS, topics.PAYMENTS_COMMANDS)
 
@@ -95,6 +141,9 @@ class FaultPlan:
     seed: int
     by_step: dict[int, list[Fault]] = field(default_factory=dict)
     hostile: dict[int, list[Hostile]] = field(default_factory=dict)
+    kinds: tuple[str, ...] = PROCESS_KINDS
+    """Every kind the run must inject at least once."""
+    cluster: Cluster | None = None
 
     def faults(self, step: int) -> list[Fault]:
         return self.by_step.get(step, [])
@@ -114,17 +163,34 @@ def plan(
     intensity: float = 1.0,
     restarts: bool = False,
     exclude_hostile: frozenset[str] = frozenset(),
+    cluster: Cluster | None = None,
 ) -> FaultPlan:
-    """The fault schedule of `workload.seed`: every kind at least once, more at random."""
+    """The fault schedule of `workload.seed`: every kind at least once, more at random (and in
+    cluster mode at least the cluster's minimum broker and instance kills)."""
     rng = random.Random(workload.seed * 7919 + 17)
-    result = FaultPlan(workload.seed)
     eligible = [s.index for s in workload.steps if s.kind != "setup" and s.messages]
-    services = ("invoicing", "rules", "credits", "payments")
+    instances = cluster.instances if cluster else 1
+    services = tuple(instance_name(s, n) for s in SERVICES for n in range(1, instances + 1))
     kinds = list(PROCESS_KINDS)
+    if cluster is not None:
+        kinds += list(CLUSTER_PROCESS_KINDS)
     if restarts:
         kinds += list(SKIPPED)
+        if cluster is not None:
+            kinds += list(CLUSTER_INFRA_KINDS)
+    result = FaultPlan(workload.seed, kinds=tuple(kinds), cluster=cluster)
+    infra_kinds = set(INFRA_KINDS)
 
     def make(kind: str) -> Fault:
+        if kind == "rebalance_kill":
+            return Fault(
+                kind, rng.choice(SERVICES), delay=rng.uniform(0.1, 1.5), duration=rng.uniform(0.3, 1.5)
+            )
+        if kind == "leader_kill":
+            return Fault(kind, delay=rng.uniform(0.2, 1.5), duration=rng.uniform(1, 5))
+        if kind in ("kafka_restart", "kafka_kill") and cluster is not None:
+            node = rng.randrange(1, cluster.brokers + 1)
+            return Fault(kind, delay=rng.uniform(0.1, 1.5), duration=rng.uniform(1, 5), nth=node)
         if kind == "kill":
             return Fault(kind, rng.choice(services), delay=rng.uniform(0.05, 1.5), duration=rng.uniform(0, 2))
         if kind == "crash_point":
@@ -147,11 +213,13 @@ def plan(
         pool = eligible[:-2] if kind == "crash_point" and len(eligible) > 4 else eligible
         for _ in range(50):  # a step where it does not collide with another fault of the kind
             step = rng.choice(pool)
-            taken = {f.service or f.kind for f in result.by_step.get(step, [])}
-            if (fault.service or fault.kind) not in taken and not (kind in SKIPPED and taken & set(SKIPPED)):
+            taken = {_slot(f) for f in result.by_step.get(step, [])}
+            if _slot(fault) not in taken and not (kind in infra_kinds and taken & infra_kinds):
                 break
         result.by_step.setdefault(step, []).append(fault)
     extra_kinds = ["kill", "kill", "crash_point", "duplicate", "delay_topic", "hostile", "hostile"]
+    if cluster is not None:
+        extra_kinds += ["rebalance_kill"]
     extra_pauses = max(0, len(eligible) // 12 - 1)
     for step in eligible:
         if rng.random() < 0.45 * intensity:
@@ -168,20 +236,22 @@ def plan(
         result.by_step[step] = [
             Fault("kill", rng.choice(services), delay=0.2, duration=1.0),
             Fault("pg_crash", delay=0.4, duration=6.0),
-        ] + [f for f in result.by_step.get(step, []) if f.service is None and f.kind not in SKIPPED]
+        ] + [f for f in result.by_step.get(step, []) if f.service is None and f.kind not in INFRA_KINDS]
     for step in list(result.by_step):
-        # At most one process fault (kill, crash_point or pause) per service and step, and
-        # one infrastructure restart per step.
+        # At most one process fault (kill, crash_point, pause, rebalance_kill) per service (all
+        # its instances) and step, and one infrastructure restart per step.
         seen: set[str] = set()
         kept = []
         for f in result.by_step[step]:
-            key = f.service or (f.kind if f.kind in SKIPPED else None)
+            key = _slot(f) if f.service or f.kind in infra_kinds else None
             if key is not None:
-                if key in seen or (f.kind in SKIPPED and seen & set(SKIPPED)):
+                if key in seen or (f.kind in infra_kinds and seen & infra_kinds):
                     continue
                 seen.add(key)
             kept.append(f)
         result.by_step[step] = kept
+    if cluster is not None:
+        _top_up(result, cluster, eligible, rng, make, restarts)
     # The hostile corpus: every kind at least once (in a random order), then random kinds.
     hostile_steps = sorted(
         (step, f.count) for step, faults in result.by_step.items() for f in faults if f.kind == "hostile"
@@ -201,6 +271,47 @@ def plan(
             for kind in wanted[n * share : (n + 1) * share]
         )
     return result
+
+
+def _slot(fault: Fault) -> str:
+    """What two faults of one step must not share: a service (any of its instances), or the
+    infrastructure (one broker or the database down at a time)."""
+    if fault.service:
+        return service_of(fault.service)
+    return "infra" if fault.kind in INFRA_KINDS else fault.kind
+
+
+def _top_up(
+    result: FaultPlan,
+    cluster: Cluster,
+    eligible: list[int],
+    rng: random.Random,
+    make: Callable[[str], Fault],
+    restarts: bool,
+) -> None:
+    """Add broker kills (on steps with no infrastructure fault) and instance kills (on steps
+    where that service has no fault) until the cluster's minimums are planned, with a margin
+    of one broker kill and two instance kills: a kill planned on an instance that an earlier
+    fault of its step already took down is skipped at run time."""
+
+    def planned(kinds: tuple[str, ...]) -> int:
+        return sum(1 for faults in result.by_step.values() for f in faults if f.kind in kinds)
+
+    order = list(eligible)
+    rng.shuffle(order)
+    if restarts:
+        kinds = ["leader_kill", "kafka_kill"]
+        free = [s for s in order if not any(_slot(f) == "infra" for f in result.by_step.get(s, []))]
+        while planned(BROKER_KILLS) < cluster.broker_kills + 1 and free:
+            step = free.pop()
+            result.by_step.setdefault(step, []).append(make(kinds[planned(BROKER_KILLS) % 2]))
+    tries = 0
+    while planned(INSTANCE_KILLS) < cluster.instance_kills + 2 and tries < 20 * len(order):
+        tries += 1
+        step = rng.choice(order)
+        fault = make("kill" if rng.random() < 0.7 else "rebalance_kill")
+        if _slot(fault) not in {_slot(f) for f in result.by_step.get(step, [])}:
+            result.by_step.setdefault(step, []).append(fault)
 
 
 # -- hostile messages --------------------------------------------------------------------

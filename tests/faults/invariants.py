@@ -13,7 +13,7 @@ from typing import Any
 
 from tally_contracts.topics import dlq
 
-from .faults import HOSTILE_KINDS, PROCESS_KINDS, SKIPPED, FaultPlan
+from .faults import BROKER_KILLS, HOSTILE_KINDS, INSTANCE_KILLS, PROCESS_KINDS, SKIPPED, FaultPlan
 from .runner import RunResult, Snapshot
 from .stack import CONSUMES, EVENTS
 from .workload import Expectation, Workload
@@ -748,11 +748,20 @@ def coverage(result: RunResult, plan: FaultPlan | None, private: bool, excluded:
     if plan is None:
         return verdict
     kinds = [*PROCESS_KINDS, *(SKIPPED if private else ())]
+    kinds += [k for k in plan.kinds if k not in kinds]  # cluster mode's own kinds
     for kind in kinds:
         if result.injected.get(kind, 0) < 1:
             verdict.violations.append(
                 f"no {kind} injected (planned {plan.planned().get(kind, 0)}): the run did not test it"
             )
+    if plan.cluster is not None:  # the minimum broker and instance SIGKILLs were injected
+        for what, group, minimum in (
+            ("broker", BROKER_KILLS, plan.cluster.broker_kills),
+            ("instance", INSTANCE_KILLS, plan.cluster.instance_kills),
+        ):
+            done = sum(result.injected.get(k, 0) for k in group)
+            if private and done < minimum:
+                verdict.violations.append(f"{done} {what} kills injected, fewer than the minimum {minimum}")
     sent_kinds = {h.kind for h in result.hostile}
     for kind in HOSTILE_KINDS:
         if kind not in excluded and kind not in sent_kinds:

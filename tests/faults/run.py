@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tally_messaging.testing import Infra
+from tally_testing import Infra
 
 from . import invariants
-from .faults import HOSTILE_KINDS, SKIPPED, FaultPlan, plan
+from .faults import BROKER_KILLS, HOSTILE_KINDS, INSTANCE_KILLS, SKIPPED, Cluster, FaultPlan, plan
 from .infra import PrivateInfra
 from .runner import RunResult, replay_credits, run_workload
 from .stack import Record, infra_from_env
@@ -72,6 +73,24 @@ class Report:
             + " (a crash point that was never reached, or a delay of a topic with nothing to send,"
             " is planned but not injected)",
         ]
+        if self.plan.cluster is not None:
+            cluster = self.plan.cluster
+            injected = self.faulty.injected
+            out.append(
+                f"cluster: {cluster.brokers} brokers (replication factor 3, min.insync.replicas 2), "
+                f"{cluster.instances} instances per service, each bootstrapping from all brokers"
+            )
+            out.append(
+                f"broker kills (SIGKILL): {sum(injected.get(k, 0) for k in BROKER_KILLS)} "
+                f"(kafka_kill {injected.get('kafka_kill', 0)}, leader_kill {injected.get('leader_kill', 0)}; "
+                f"minimum {cluster.broker_kills}); graceful broker restarts {injected.get('kafka_restart', 0)}"
+            )
+            out.append(
+                f"instance kills (SIGKILL): {sum(injected.get(k, 0) for k in INSTANCE_KILLS)} "
+                f"(kill {injected.get('kill', 0)}, rebalance_kill {injected.get('rebalance_kill', 0)}; "
+                f"minimum {cluster.instance_kills}); besides: crash points {injected.get('crash_point', 0)}, "
+                f"pauses past the session timeout {injected.get('pause', 0)}"
+            )
         if not self.private:
             out.append(
                 "skipped: "
@@ -176,10 +195,15 @@ async def run(
     infra: Infra | None = None,
     races: bool = True,
     usage_per_command: float = 5.0,
+    cluster: Cluster | None = None,
 ) -> Report:
-    """One seeded run; always a report, whatever a fault did to the run."""
+    """One seeded run; always a report, whatever a fault did to the run. `cluster`: three
+    brokers of the run's own and several instances of each service (implies private infra)."""
     started = time.monotonic()
-    private = PrivateInfra(*private_ports) if private_infra else None
+    if cluster is not None:
+        private_infra = True
+    brokers = cluster.brokers if cluster is not None else 1
+    private = PrivateInfra(*private_ports, brokers=brokers) if private_infra else None
     if private is not None:
         await private.start()
     try:
@@ -197,6 +221,7 @@ async def run(
             exclude_hostile,
             races,
             usage_per_command,
+            cluster,
         )
     finally:
         if private is not None:
@@ -222,6 +247,7 @@ async def _run(
     exclude_hostile: frozenset[str],
     races: bool,
     usage_per_command: float,
+    cluster: Cluster | None,
 ) -> Report:
     infra = private.infra if private is not None else (shared or infra_from_env())
     workload = generate(seed, customers, commands, races, usage_per_command)
@@ -231,7 +257,9 @@ async def _run(
         intensity=intensity,
         restarts=private is not None,
         exclude_hostile=exclude_hostile,
+        cluster=cluster,
     )
+    instances = cluster.instances if cluster is not None else 1
     print(
         f"seed {seed}: {sum(1 for m in workload.messages if m.is_command)} commands, "
         f"{sum(1 for m in workload.messages if not m.is_command)} usage events in {len(workload.steps)} steps; "
@@ -240,11 +268,18 @@ async def _run(
     )
     base: RunResult | None = None
     if baseline:
-        base, stack = await run_workload(infra, workload, None, "fault-free")
+        base, stack = await run_workload(infra, workload, None, "fault-free", instances=instances)
         with contextlib.suppress(Exception):
             await stack.stop(drop=True)
         print(f"  fault-free run: {base.seconds:.0f}s", flush=True)
-    faulty, stack = await run_workload(infra, workload, fault_plan, "faulty", private=private)
+    faulty, stack = await run_workload(
+        infra,
+        workload,
+        fault_plan,
+        "faulty",
+        private=private,
+        instances=instances,
+    )
     print(f"  faulty run: {faulty.seconds:.0f}s", flush=True)
     rebuilt: dict[str, list[dict[str, Any]]] | None = None
     replay_errors: list[str] = []
@@ -268,8 +303,19 @@ async def _run(
     else:
         results.append(invariants.Verdict("credits rebuilt from the topics (skipped)", may_be_empty=True))
     return Report(
-        seed, workload, fault_plan, faulty, base, results, time.monotonic() - started, private is not None
+        seed,
+        workload,
+        fault_plan,
+        faulty,
+        base,
+        results,
+        time.monotonic() - started,
+        private is not None,
     )
+
+
+def _not_a_node_connect_failure(record: logging.LogRecord) -> bool:
+    return not record.msg.startswith("Unable connect to node") if isinstance(record.msg, str) else True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,10 +342,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--private-ports",
-        default="19092,15432",
-        help="KAFKA,POSTGRES ports of the private infrastructure (the controller takes KAFKA+1): "
-        "two runs at once need two pairs",
+        default=None,
+        help="KAFKA,POSTGRES ports of the private infrastructure (the controller takes KAFKA+1; a "
+        "cluster's node i takes KAFKA+2(i-1) and the port after it): two runs at once need two "
+        "pairs (default 19092,15432; with --cluster 29092,25432)",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="three brokers of the run's own (replication factor 3, min.insync.replicas 2) and "
+        "--instances processes per service; adds broker SIGKILLs (one node, the leader of a usage "
+        "partition) and instance kills inside a rebalance (implies --private-infra)",
+    )
+    parser.add_argument("--instances", type=int, default=2, help="processes per service with --cluster")
+    parser.add_argument("--min-broker-kills", type=int, default=5, help="with --cluster: planned at least")
+    parser.add_argument("--min-instance-kills", type=int, default=10, help="with --cluster: planned at least")
     parser.add_argument(
         "--exclude-hostile",
         default="",
@@ -310,6 +367,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dump", help="where to write the run's details (JSON)")
     args = parser.parse_args(argv)
+    # The harness's own clients retry through broker restarts; aiokafka's warnings about each
+    # attempt, and its error for each failed connection to a node that is down (a line per
+    # request, hundreds while a cluster node restarts), would bury the run's own log.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    logging.getLogger("aiokafka.client").addFilter(_not_a_node_connect_failure)
+    cluster = (
+        Cluster(
+            instances=args.instances,
+            broker_kills=args.min_broker_kills,
+            instance_kills=args.min_instance_kills,
+        )
+        if args.cluster
+        else None
+    )
+    ports = args.private_ports or ("29092,25432" if cluster is not None else "19092,15432")
     report = asyncio.run(
         run(
             args.seed,
@@ -320,10 +392,11 @@ def main(argv: list[str] | None = None) -> int:
             pause_seconds=args.pause_seconds,
             intensity=args.intensity,
             private_infra=args.private_infra,
-            private_ports=_ports(args.private_ports),
+            private_ports=_ports(ports),
             exclude_hostile=frozenset(k for k in args.exclude_hostile.split(",") if k),
             races=not args.no_races,
             usage_per_command=args.usage_per_command,
+            cluster=cluster,
         )
     )
     path = Path(args.dump or Path(os.environ.get("TMPDIR", "/tmp")) / f"tally-faults-seed{args.seed}.json")

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from tally_contracts import topics
 from tally_contracts.topics import TOPIC_MESSAGES, dlq
-from tally_messaging.testing import Infra
+from tally_testing import Infra
 
-from .faults import DELAYABLE, SKIPPED, Fault, FaultPlan, Hostile
+from .faults import DELAYABLE, SKIPPED, Fault, FaultPlan, Hostile, service_of
 from .infra import PrivateInfra
 from .stack import EVENTS, Record, Stack
 from .workload import Outgoing, Step, Workload
@@ -86,6 +87,7 @@ async def run_workload(
     keep: bool = False,
     drain_timeout: float = 90,
     private: PrivateInfra | None = None,
+    instances: int = 1,
 ) -> tuple[RunResult, Stack]:
     """Runs `workload` on a fresh stack; returns the result and the (still running) stack.
 
@@ -93,7 +95,7 @@ async def run_workload(
     for minutes, a service that does not come back are recorded in `result.errors` (or
     `never_back`) and the run goes on to its report."""
     result = RunResult(label)
-    stack = Stack(infra, label)
+    stack = Stack(infra, label, instances=instances)
     started = time.monotonic()
     _log(label, f"starting stack (prefix {stack.prefix})")
     try:
@@ -197,14 +199,16 @@ async def _run_step(
     for fault in faults:
         if fault.kind == "crash_point":
             assert fault.service is not None and fault.point is not None
-            if fault.service in armed:
-                continue
-            stack.kill(fault.service)
-            await stack.restart(fault.service, TALLY_FAULT=f"{fault.point}:{fault.nth}")
-            armed[fault.service] = f"{fault.point}:{fault.nth}"
-            result.fault_log.append(
-                f"step {step.index}: armed {fault.service} with {fault.point}:{fault.nth}"
-            )
+            # With several instances, every instance of the service is armed: only the one
+            # holding the outbox relay's lock reaches a relay point, and only one with records
+            # on its partitions reaches after_commit.
+            for target in [p for p in stack.processes if service_of(p) == service_of(fault.service)]:
+                if target in armed:
+                    continue
+                stack.kill(target)
+                await stack.restart(target, TALLY_FAULT=f"{fault.point}:{fault.nth}")
+                armed[target] = f"{fault.point}:{fault.nth}"
+                result.fault_log.append(f"step {step.index}: armed {target} with {fault.point}:{fault.nth}")
         elif fault.kind == "kill":
             tasks.append(asyncio.create_task(_kill(stack, fault, result, step.index, armed)))
         elif fault.kind == "pause":
@@ -218,6 +222,10 @@ async def _run_step(
             tasks.append(asyncio.create_task(_duplicate(stack, fault, result, rng)))
         elif fault.kind == "hostile" and hostile:
             result.count("hostile")
+        elif fault.kind == "rebalance_kill":
+            tasks.append(asyncio.create_task(_rebalance_kill(stack, fault, result, step.index, armed, rng)))
+        elif fault.kind == "leader_kill" and private is not None:
+            tasks.append(asyncio.create_task(_leader_kill(stack, private, fault, result, step.index, rng)))
         elif fault.kind in SKIPPED and private is not None:
             tasks.append(asyncio.create_task(_restart_infra(private, fault, result, step.index)))
     now: list[Outgoing | Hostile] = [m for m in messages if delayed_topic is None or m.topic != delayed_topic]
@@ -280,12 +288,64 @@ async def _retry(label: str, send: Callable[[], Awaitable[tuple[int, int]]]) -> 
 
 async def _restart_infra(private: PrivateInfra, fault: Fault, result: RunResult, step: int) -> None:
     await asyncio.sleep(fault.delay)
-    if fault.kind in ("kafka_restart", "kafka_kill"):
+    what = ""
+    if fault.kind in ("kafka_restart", "kafka_kill") and private.brokers > 1:
+        # One broker of the cluster; the other two keep the partitions writable (min ISR 2).
+        await private.restart_broker(fault.nth, fault.duration, hard=fault.kind == "kafka_kill")
+        what = f" broker {fault.nth}"
+    elif fault.kind in ("kafka_restart", "kafka_kill"):
         await private.restart_kafka(fault.duration, hard=fault.kind == "kafka_kill")
     else:
         await private.restart_postgres(fault.duration, immediate=fault.kind == "pg_crash")
     result.count(fault.kind)
-    result.fault_log.append(f"step {step}: {fault.kind}, down {fault.duration:.1f}s")
+    result.fault_log.append(f"step {step}: {fault.kind}{what}, down {fault.duration:.1f}s")
+
+
+async def _leader_kill(
+    stack: Stack, private: PrivateInfra, fault: Fault, result: RunResult, step: int, rng: random.Random
+) -> None:
+    """SIGKILL the broker leading a partition of `usage` now (mid-batch), then start it again."""
+    await asyncio.sleep(fault.delay)
+    leaders = await stack.leaders(topics.USAGE)
+    partition = rng.choice(sorted(leaders))
+    node = leaders[partition]
+    if node not in private.nodes:  # no leader this instant (an election): any broker will do
+        node = rng.choice(private.nodes)
+    await private.restart_broker(node, fault.duration, hard=True)
+    result.count("leader_kill")
+    result.fault_log.append(
+        f"step {step}: SIGKILL broker {node} (leader of usage/{partition}), down {fault.duration:.1f}s"
+    )
+
+
+async def _rebalance_kill(
+    stack: Stack, fault: Fault, result: RunResult, step: int, armed: dict[str, str], rng: random.Random
+) -> None:
+    """One instance of the service leaves cleanly (a rebalance of its groups starts at once);
+    `fault.duration` later, inside that rebalance, another instance is SIGKILLed. Both are
+    started again (their joins rebalance once more)."""
+    assert fault.service is not None
+    await asyncio.sleep(fault.delay)
+    running = [
+        name
+        for name, p in stack.processes.items()
+        if service_of(name) == fault.service and p.proc is not None and p.proc.poll() is None
+    ]
+    if len(running) < 2:
+        return
+    leaving, victim = rng.sample(running, 2)
+    stack.leave(leaving)
+    await asyncio.sleep(fault.duration)
+    stack.kill(victim)
+    armed.pop(victim, None)
+    armed.pop(leaving, None)
+    result.count("rebalance_kill")
+    result.fault_log.append(
+        f"step {step}: {leaving} left its groups, SIGKILL {victim} {fault.duration:.2f}s later"
+    )
+    await stack.wait_stopped(leaving, 30)
+    await stack.restart(leaving)
+    await stack.restart(victim)
 
 
 async def _kill(stack: Stack, fault: Fault, result: RunResult, step: int, armed: dict[str, str]) -> None:
@@ -379,7 +439,11 @@ async def collect(stack: Stack, workload: Workload, label: str) -> Snapshot:
 
 
 async def replay_credits(
-    infra: Infra, original: Stack, result: RunResult, workload: Workload, drain_timeout: float = 60
+    infra: Infra,
+    original: Stack,
+    result: RunResult,
+    workload: Workload,
+    drain_timeout: float = 60,
 ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     """A fresh credits service and database fed the original run's input topics, step by step
     (each step's records, then idle), so it sees them in the same order; returns its balances

@@ -20,9 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import OutOfOrderSequenceNumber, UnknownProducerId
 
-from tally_contracts import topics
+from tally_contracts import message_key, topics
 from tally_contracts.topics import PARTITIONS, TOPIC_MESSAGES, dlq
-from tally_messaging.testing import (
+from tally_messaging.topic_admin import ensure_topics
+from tally_testing import (
     Infra,
     ServiceProcess,
     free_port,
@@ -30,9 +31,8 @@ from tally_messaging.testing import (
     service_env,
     service_settings,
 )
-from tally_messaging.topic_admin import ensure_topics
-from tally_messaging.transaction import message_key
 
+from .faults import instance_name
 from .workload import Outgoing
 
 SERVICES = ("invoicing", "rules", "credits", "payments")
@@ -80,6 +80,8 @@ class Stack:
     infra: Infra
     label: str
     services: tuple[str, ...] = SERVICES
+    instances: int = 1
+    """Processes per service, sharing its database and consumer groups (cluster mode: 2-3)."""
     prefix: str = field(default_factory=lambda: f"f{uuid.uuid4().hex[:10]}.")
     databases: dict[str, str] = field(default_factory=dict)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
@@ -110,14 +112,16 @@ class Stack:
         finally:
             await conn.close()
         for name in self.services:
-            settings = service_settings(
-                self.infra, self.prefix, self.infra.dsn(self.databases[name]), http_port=free_port()
-            )
-            env = service_env(settings, TALLY_LOG_LEVEL="WARNING")
-            self.processes[name] = ServiceProcess(name, env, settings.http_port)
-            self.processes[name].start()
+            for n in range(1, self.instances + 1):
+                settings = service_settings(
+                    self.infra, self.prefix, self.infra.dsn(self.databases[name]), http_port=free_port()
+                )
+                env = service_env(settings, TALLY_LOG_LEVEL="WARNING")
+                key = instance_name(name, n)
+                self.processes[key] = ServiceProcess(name, env, settings.http_port)
+                self.processes[key].start()
         for process in self.processes.values():
-            await process.wait_healthy(90)
+            await process.wait_healthy(90 * self.instances)
         self._producer_config = dict(
             bootstrap_servers=self.infra.kafka_bootstrap,
             enable_idempotence=True,
@@ -184,6 +188,23 @@ class Stack:
         self._expected_down.add(name)
         self.processes[name].stop(signal.SIGKILL)
 
+    def leave(self, name: str) -> None:
+        """SIGTERM without waiting: the process leaves its consumer groups and exits."""
+        self._expected_down.add(name)
+        proc = self.processes[name].proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    async def wait_stopped(self, name: str, timeout: float) -> None:
+        """Until `name` has exited (SIGKILL after `timeout` seconds)."""
+        proc = self.processes[name].proc
+        deadline = time.monotonic() + timeout
+        while proc is not None and proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.processes[name].stop(signal.SIGKILL)
+                return
+            await asyncio.sleep(0.2)
+
     async def restart(self, name: str, **extra_env: str) -> bool:
         """Start `name` again and wait until it is healthy. A start that fails (the service
         exited, e.g. its database was down during an overlapping fault, or never became
@@ -247,6 +268,12 @@ class Stack:
                 await self.restart(name)
                 revived.append(name)
         return revived
+
+    async def leaders(self, topic: str) -> dict[int, int]:
+        """Partition -> node id of its leader (-1: none right now), for logical `topic`."""
+        assert self._admin is not None
+        described = await self._admin.describe_topics([self.prefix + topic])
+        return {int(p["partition"]): int(p["leader"]) for t in described for p in t["partitions"]}
 
     # -- publishing --------------------------------------------------------------------
 

@@ -11,10 +11,20 @@ from typing import Any
 
 import pytest
 
-from tally_messaging.testing import Infra, ServiceProcess, free_port
+from tally_testing import Infra, ServiceProcess, free_port
 
 from . import invariants
-from .faults import HOSTILE_KINDS, PROCESS_KINDS, SKIPPED, plan
+from .faults import (
+    BROKER_KILLS,
+    HOSTILE_KINDS,
+    INFRA_KINDS,
+    INSTANCE_KILLS,
+    PROCESS_KINDS,
+    SKIPPED,
+    Cluster,
+    plan,
+    service_of,
+)
 from .run import run
 from .runner import RunResult, Snapshot, _note_restarts
 from .stack import Record, Stack
@@ -99,6 +109,29 @@ def test_the_fault_schedule_is_a_function_of_the_seed_and_covers_every_kind() ->
     assert {h.kind for hs in a.hostile.values() for h in hs} == set(HOSTILE_KINDS)
     short = plan(workload, exclude_hostile=frozenset({"bad_json"}))
     assert {h.kind for hs in short.hostile.values() for h in hs} == set(HOSTILE_KINDS) - {"bad_json"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 11, 2027])
+def test_a_cluster_schedule_has_the_minimum_kills_and_one_broker_down_at_a_time(seed: int) -> None:
+    workload = generate(seed, 20, 300, usage_per_command=2)
+    cluster = Cluster(instances=2, broker_kills=5, instance_kills=10)
+    schedule = plan(workload, restarts=True, cluster=cluster)
+    planned = schedule.planned()
+    assert set(planned) == set(schedule.kinds) == {*PROCESS_KINDS, *INFRA_KINDS, "rebalance_kill"}
+    assert sum(planned.get(k, 0) for k in BROKER_KILLS) >= 5
+    assert sum(planned.get(k, 0) for k in INSTANCE_KILLS) >= 10
+    for faults in schedule.by_step.values():
+        assert sum(1 for f in faults if f.kind in INFRA_KINDS) <= 1  # min ISR 2 of 3: one down at most
+        services = [service_of(f.service) for f in faults if f.service]
+        assert len(services) == len(set(services))  # one process fault per service (its instances)
+        for f in faults:
+            if f.kind in ("kafka_kill", "kafka_restart"):
+                assert 1 <= f.nth <= 3
+    targets = {f.service for faults in schedule.by_step.values() for f in faults if f.kind == "kill"}
+    assert any(t is not None and "." in t for t in targets)  # second instances are killed too
+    # Without --cluster the schedule is the one it always was.
+    assert plan(workload, restarts=True).by_step == plan(workload, restarts=True).by_step
+    assert not set(plan(workload, restarts=True).planned()) & {"leader_kill", "rebalance_kill"}
 
 
 def _event(id_: str, type_: str, cause: str, data: dict[str, Any]) -> Record:

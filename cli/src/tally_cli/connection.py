@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from tally_messaging.kafka_security import KafkaCredentials, client_options, kafka_credentials
@@ -11,6 +12,9 @@ from tally_messaging.settings import ServiceSettings
 
 OPERATOR: Final = "ops"
 USAGE_PRODUCER: Final = "usage-producer"
+CHECKOUT_LOCAL_DIR = Path(__file__).resolve().parents[3] / ".local"
+"""Where deploy/local keeps its servers when TALLY_LOCAL_DIR does not say: the CLI runs from
+the checkout, and finds the local broker's passwords there."""
 
 
 @dataclass(frozen=True)
@@ -29,4 +33,6 @@ def kafka_access(bootstrap: str | None, principal: str) -> KafkaAccess:
     settings give it (TALLY_KAFKA_USERNAME/PASSWORD, TALLY_KAFKA_CREDENTIALS_DIR, or the
     local broker's credentials folder); without one, PLAINTEXT."""
     settings = ServiceSettings() if bootstrap is None else ServiceSettings(kafka_bootstrap=bootstrap)
+    if settings.local_dir is None:
+        settings = settings.model_copy(update={"local_dir": CHECKOUT_LOCAL_DIR})
     return KafkaAccess(settings.kafka_bootstrap, kafka_credentials(settings, principal))

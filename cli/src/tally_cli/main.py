@@ -44,9 +44,8 @@ from tally_cli.messages import (
 from tally_cli.replaying import Replay, choose_replays
 from tally_cli.statement import fetch_statement, render
 from tally_cli.watching import OutcomeWatcher, Seen, TopicsMissing, dead_letters, readable, selected, tail
-from tally_contracts import Envelope
+from tally_contracts import Envelope, message_key
 from tally_contracts.topics import USAGE
-from tally_messaging.transaction import message_key
 
 app = typer.Typer(
     help="Tally's operator command line: send commands and see their outcome, publish usage, tail topics.\n\n"

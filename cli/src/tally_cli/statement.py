@@ -21,12 +21,11 @@ from rich.text import Text
 
 from tally_contracts.currencies import MINOR_UNITS
 from tally_contracts.money import at_minor_unit
-from tally_messaging.settings import DEFAULT_PORTS
+from tally_contracts.read_apis import default_read_api_url
 
 
 def service_url(service: str) -> str:
-    default = f"http://127.0.0.1:{DEFAULT_PORTS[service]}"
-    return os.environ.get(f"TALLY_{service.upper()}_URL", default).rstrip("/")
+    return os.environ.get(f"TALLY_{service.upper()}_URL", default_read_api_url(service)).rstrip("/")
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Any
 import pytest_asyncio
 
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
 from tally_messaging.topic_admin import ensure_topics
+from tally_testing import Infra, KafkaProbe, free_port, service_settings
 
 # The probe service lives beside the tests; make it importable here and in subprocesses.
 sys.path.insert(0, str(Path(__file__).parent))

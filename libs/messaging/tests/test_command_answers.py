@@ -16,8 +16,8 @@ from tally_contracts.credits import ApplyCredits, CreditGranted, GrantCredit
 from tally_messaging import Delivery, Service, Transaction
 from tally_messaging.processing import NOTHING_TO_DO
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
 from tally_messaging.topic_admin import ensure_topics
+from tally_testing import Infra, KafkaProbe, free_port, service_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -26,12 +26,16 @@ def build(settings: ServiceSettings) -> Service:
     """GrantCredit one by one: CreditGranted, except with reason "nothing" (no event).
     ApplyCredits in batches: never an event of its own."""
     service = Service(
-        "answers", events_topic=topics.CREDITS_EVENTS, migrations_package="probe", settings=settings
+        "answers",
+        events_topic=topics.CREDITS_EVENTS,
+        default_http_port=8080,
+        migrations_package="probe",
+        settings=settings,
     )
 
     @service.handles(topics.CREDITS_COMMANDS, GrantCredit)
-    async def grant(message: Envelope[Any], tx: Transaction) -> None:
-        data: GrantCredit = message.data
+    async def grant(message: Envelope[GrantCredit], tx: Transaction) -> None:
+        data = message.data
         await tx.conn.execute(
             "insert into probe_applied (message_id, grant_id, amount) values ($1, $2, $3)",
             message.id,
@@ -45,7 +49,7 @@ def build(settings: ServiceSettings) -> Service:
             )
 
     @service.handles_batch(topics.CREDITS_COMMANDS, ApplyCredits)
-    async def apply(batch: list[Delivery], tx: Transaction) -> None:
+    async def apply(batch: list[Delivery[ApplyCredits]], tx: Transaction) -> None:
         await tx.conn.executemany(
             "insert into probe_usage (message_id, batch_size) values ($1, $2)",
             [(d.envelope.id, len(batch)) for d in batch],

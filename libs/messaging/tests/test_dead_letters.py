@@ -27,8 +27,8 @@ from tally_contracts.usage import UsageRecorded
 from tally_messaging import Service
 from tally_messaging.dead_letters import MAX_DEAD_LETTER_BYTES, dead_letter_row
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
 from tally_messaging.transaction import RawRecord
+from tally_testing import Infra, KafkaProbe, free_port, service_settings
 
 
 def grant(customer: str) -> Envelope[Any]:

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
 
-from tally_contracts import Envelope, topics
+from tally_contracts import Envelope, message_key, topics
 from tally_contracts.usage import UsageRecorded
 from tally_messaging import Delivery, Transaction
 from tally_messaging.consumed_offsets import records_handled
@@ -34,8 +34,8 @@ from tally_messaging.dedupe import (
 from tally_messaging.migrations import apply_migrations
 from tally_messaging.processing import RecordProcessor, TopicRoute
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import KafkaProbe, ServiceProcess, service_env
-from tally_messaging.transaction import RawRecord, message_key
+from tally_messaging.transaction import RawRecord
+from tally_testing import KafkaProbe, ServiceProcess, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 PROBE_DIR = str(Path(__file__).parent)
@@ -89,7 +89,7 @@ def usage_processor(pool: asyncpg.Pool, batches: list[int]) -> RecordProcessor:
     """A processor of `usage` whose batch handler records each usage (and each batch's size
     in `batches`)."""
 
-    async def record(batch: list[Delivery], tx: Transaction) -> None:
+    async def record(batch: list[Delivery[UsageRecorded]], tx: Transaction) -> None:
         batches.append(len(batch))
         await tx.conn.executemany(
             "insert into probe_usage (message_id, batch_size) values ($1, $2)",

@@ -24,7 +24,7 @@ from probe import build
 from tally_contracts.identifiers import MAX_ID_LENGTH
 from tally_messaging import Service
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, free_port, service_settings
+from tally_testing import Infra, free_port, service_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

@@ -3,14 +3,15 @@
 What the broker really grants, and that it refuses the rest, is tested on the real broker in
 tests/e2e/test_identities.py."""
 
+import importlib
 from pathlib import Path
 
 import pytest
 
+from tally_contracts.read_apis import SERVICES
 from tally_contracts.topics import ALL_TOPICS, dlq
-from tally_messaging import asyncapi
+from tally_messaging import Service
 from tally_messaging.identities import (
-    ACL_DOC,
     EVERY_TOPIC,
     AclRule,
     differences,
@@ -18,7 +19,14 @@ from tally_messaging.identities import (
     read_table,
 )
 
-RULES = read_table()
+ACL_TABLE = Path(__file__).resolve().parents[3] / "deploy" / "local" / "acls.tsv"
+ACL_DOC = ACL_TABLE.with_suffix(".md")
+RULES = read_table(ACL_TABLE)
+
+
+def build_service(name: str) -> Service:
+    service: Service = importlib.import_module(f"{name}.app").build()
+    return service
 
 
 def allowed(principal: str, operation: str, resource: str = "topic") -> set[str]:
@@ -31,13 +39,14 @@ def allowed(principal: str, operation: str, resource: str = "topic") -> set[str]
 
 def test_docs_table_is_generated_from_the_acl_table() -> None:
     assert ACL_DOC.read_text() == markdown_table(RULES), (
-        "run: uv run python -m tally_messaging.identities table --write"
+        "run: uv run python -m tally_messaging.identities table"
+        " --table deploy/local/acls.tsv --write deploy/local/acls.md"
     )
 
 
-@pytest.mark.parametrize("name", asyncapi.SERVICES)
+@pytest.mark.parametrize("name", SERVICES)
 def test_a_service_reads_what_it_consumes_and_writes_its_events_and_their_dead_letters(name: str) -> None:
-    service = asyncapi.build_service(name)
+    service = build_service(name)
 
     assert allowed(name, "READ") == set(service.routes)
     assert allowed(name, "WRITE") == {service.events_topic, *(dlq(t) for t in service.routes)}

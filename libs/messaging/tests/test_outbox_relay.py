@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from tally_messaging.migrations import apply_migrations
 from tally_messaging.outbox import OutboxRelay
-from tally_messaging.testing import Infra, KafkaProbe
+from tally_testing import Infra, KafkaProbe
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 TOPIC_MAX_BYTES = 20_000

@@ -16,7 +16,7 @@ from tally_contracts.usage import UsageRecorded
 from tally_messaging import Delivery, Service, Transaction
 from tally_messaging.processing import BUG_ATTEMPTS
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import KafkaProbe, settings_kafka_options
+from tally_testing import KafkaProbe, settings_kafka_options
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 SERVICE = "batchprobe"
@@ -30,11 +30,15 @@ def build(settings: ServiceSettings, priced: set[str]) -> Service:
     """The probe's tables, and a batch handler with a bug (it fails on any batch holding
     unit "bug") that dead-letters usage in a unit not (yet) in `priced`, as invoicing does."""
     service = Service(
-        SERVICE, events_topic=topics.CREDITS_EVENTS, migrations_package="probe", settings=settings
+        SERVICE,
+        events_topic=topics.CREDITS_EVENTS,
+        default_http_port=8080,
+        migrations_package="probe",
+        settings=settings,
     )
 
     @service.handles_batch(topics.USAGE, UsageRecorded)
-    async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
+    async def record_usage(batch: list[Delivery[UsageRecorded]], tx: Transaction) -> None:
         if any(d.envelope.data.unit == "bug" for d in batch):
             raise RuntimeError("a batch handler bug")
         for d in batch:

@@ -22,7 +22,7 @@ from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_contracts.usage import UsageRecorded
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
+from tally_testing import Infra, KafkaProbe, free_port, service_settings
 
 MARKER_ROWS = "select count(*) from probe_usage where message_id = $1"
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

@@ -19,8 +19,8 @@ from tally_contracts.credits import GrantCredit
 from tally_messaging import Service
 from tally_messaging.processing import RecordProcessor
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import KafkaProbe, settings_kafka_options
 from tally_messaging.transaction import RawRecord
+from tally_testing import KafkaProbe, settings_kafka_options
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

@@ -23,7 +23,7 @@ from tally_contracts.usage import UsageRecorded
 from tally_messaging.dedupe import MessageClaim, claim_message_ids, ensure_days
 from tally_messaging.migrations import apply_migrations
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import (
+from tally_testing import (
     Infra,
     KafkaProbe,
     ServiceProcess,
@@ -281,3 +281,23 @@ async def test_claiming_ids_returns_exactly_the_ids_not_seen_before(new_database
     assert again.reused(twice, None) is False  # no digest to compare: a duplicate
     assert other_consumer.fresh == {old}
     assert rows == 3
+
+
+async def test_a_service_given_several_bootstrap_servers_connects_and_handles(
+    probe_settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    """A cluster's `TALLY_KAFKA_BOOTSTRAP` lists its brokers; the service must read it as
+    several servers (FastStream would take the string as one host named `a:1,b`)."""
+    from probe import build
+
+    servers = probe_settings.kafka_bootstrap
+    settings = probe_settings.model_copy(update={"kafka_bootstrap": f"{servers}, {servers}"})
+    service = build(settings)
+    await asyncio.wait_for(service.start(), 60)
+    try:
+        message = grant(f"cus-{uuid.uuid4().hex[:6]}")
+        await kafka.send(topics.CREDITS_COMMANDS, message)
+        await kafka.wait_for(topics.CREDITS_EVENTS, lambda ms: bool(granted(ms, message)))
+        assert await applied_count(settings.database_url, message.id) == 1
+    finally:
+        await service.stop()

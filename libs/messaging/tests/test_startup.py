@@ -36,7 +36,7 @@ from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_messaging.kafka_security import KafkaCredentials
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import (
+from tally_testing import (
     REPO,
     Infra,
     KafkaProbe,

@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
-from tally_contracts import Envelope, Money, topics
+from tally_contracts import Envelope, Money, message_key, topics
 from tally_contracts.credits import GrantCredit
 from tally_contracts.invoicing import AddCharge, UpsertCustomer
 from tally_contracts.rules import Analyze, AssignRuleSet, Condition, PutRuleSet, Rule
 from tally_contracts.usage import UsageRecorded
-from tally_messaging.testing import (
+from tally_testing import (
     REPO,
     Infra,
     KafkaProbe,
@@ -31,7 +31,6 @@ from tally_messaging.testing import (
     service_env,
     service_settings,
 )
-from tally_messaging.transaction import message_key
 
 SERVICES = ("invoicing", "rules", "credits", "payments")
 DEC = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)

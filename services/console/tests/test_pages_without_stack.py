@@ -17,7 +17,7 @@ from console.formatting import iso_date, iso_time, money
 from console.operators import ensure_operator, password_matches
 from console.service_reads import ServiceHealth
 from console.settings import ConsoleSettings
-from tally_messaging.testing import free_port
+from tally_testing import free_port
 
 NOWHERE = f"http://127.0.0.1:{free_port()}"
 """A port nothing listens on: pages that would read a service are not asked for here."""

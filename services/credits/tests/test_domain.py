@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import pytest
 
 from credits import domain
-from credits.domain import Cause, CreditsError, CustomerLedger, Outcome, PromotionalGrant
+from credits.domain import Cause, CustomerLedger, Outcome, PromotionalGrant
 from credits.ledger import LedgerEntry, Posting, UnbalancedEntry, account_balances
-from tally_contracts import Line, MessageData, Money
+from tally_contracts import DomainError, Line, MessageData, Money
 from tally_contracts.credits import (
     ApplyCredits,
     ChangeCreditCurrency,
@@ -219,7 +219,7 @@ def test_only_an_unused_grant_changes_currency(customer: Customer) -> None:
     customer.finalize("inv-1", usd("5.00"))
     customer.grant("promo-1", usd("10.00"))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.change_currency("promo-1", "EUR", "0.9")
 
     assert raised.value.code == "credit_entry_used"
@@ -338,7 +338,7 @@ def test_grants_burn_by_priority_then_nearest_expiry_then_oldest(customer: Custo
 
 
 def test_a_manual_entry_with_a_priority_or_scope_is_refused(customer: Customer) -> None:
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.grant("m-1", usd("10.00"), kind="manual", priority=3)
 
     assert raised.value.code == "manual_entry_has_no_priority_or_scope"
@@ -347,7 +347,7 @@ def test_a_manual_entry_with_a_priority_or_scope_is_refused(customer: Customer) 
 def test_the_same_grant_with_another_priority_is_a_conflict(customer: Customer) -> None:
     customer.grant("promo-1", usd("10.00"), priority=3)
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.grant("promo-1", usd("10.00"), priority=4)
 
     assert raised.value.code == "grant_conflict"
@@ -414,7 +414,7 @@ def test_apply_credits_to_an_invoice_keeps_a_grant_to_its_scope(customer: Custom
 
     [applied] = customer.published(CreditApplied)
     assert (applied.source_id, applied.amount) == ("promo-voice", usd("12.50"))
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.apply_to("inv-1", usd("1.00"))  # only out-of-scope lines are left
     assert raised.value.code == "amount_over_available"
 
@@ -443,7 +443,7 @@ def test_apply_credits_to_an_invoice_it_cannot_pay_is_refused_with_the_reason(
     customer.grant("m-1", usd("30.00"), kind="manual", apply_to_existing=False)
     before = customer.state
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.apply_to(invoice_id, amount)
 
     assert raised.value.code == code and named in raised.value.reason
@@ -456,7 +456,7 @@ def test_apply_credits_to_an_invoice_with_credit_only_in_another_currency_is_ref
     customer.finalize("inv-1", usd("40.00"))
     customer.grant("promo-eur", Money.of("30.00", "EUR"))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.apply_to("inv-1")
 
     assert raised.value.code == "currency_mismatch"
@@ -466,7 +466,7 @@ def test_apply_credits_to_an_invoice_with_credit_only_in_another_currency_is_ref
 def test_apply_credits_to_an_invoice_with_no_credit_at_all_is_refused(customer: Customer) -> None:
     customer.finalize("inv-1", usd("40.00"))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.apply_to("inv-1")
 
     assert raised.value.code == "no_credit_available"
@@ -522,7 +522,7 @@ def test_manual_entries_add_and_subtract_but_never_below_zero(customer: Customer
     customer.grant("entry-2", usd("-20.00"), kind="manual")
     assert customer.state.balance_available("USD") == usd("30.00")
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.grant("entry-3", usd("-40.00"), kind="manual")
 
     assert raised.value.code == "insufficient_credit"
@@ -548,7 +548,7 @@ def test_a_used_entry_cannot_be_deleted(customer: Customer, kind: str) -> None:
     customer.grant("entry-1", usd("30.00"), kind=kind)
     customer.finalize("inv-1", usd("10.00"))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.delete("entry-1")
 
     assert raised.value.code == "credit_entry_used"
@@ -559,14 +559,14 @@ def test_a_negative_entry_is_used_at_once_and_cannot_be_deleted(customer: Custom
     customer.grant("entry-1", usd("30.00"), kind="manual")
     customer.grant("entry-2", usd("-10.00"), kind="manual")
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.delete("entry-2")
 
     assert raised.value.code == "credit_entry_used"
 
 
 def test_a_manual_entry_cannot_expire(customer: Customer) -> None:
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.grant("entry-1", usd("30.00"), kind="manual", expires_at=dt.date(2027, 1, 1))
 
     assert raised.value.code == "manual_entry_cannot_expire"
@@ -721,7 +721,7 @@ def test_deduction_without_a_grant_takes_the_soonest_expiring_first(customer: Cu
 def test_deducting_more_than_is_available_is_refused(customer: Customer) -> None:
     customer.grant("promo-1", usd("30.00"))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.deduct("ded-1", usd("30.01"))
 
     assert raised.value.code == "insufficient_promotional_credit"
@@ -819,7 +819,7 @@ def invoice_issued(invoice_id: str, total: Money, issued_on: dt.date) -> Invoice
 
 
 def test_granting_credit_already_past_its_last_day_is_refused(customer: Customer) -> None:
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.grant("promo-1", usd("30.00"), expires_at=START - dt.timedelta(days=1))
 
     assert raised.value.code == "grant_already_expired"
@@ -923,7 +923,7 @@ def test_reversal_of_a_parked_payment_only_unparks_it(customer: Customer) -> Non
 
 
 def test_reversing_an_unknown_payment_is_refused(customer: Customer) -> None:
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.reverse("pay-404", usd("1.00"))
 
     assert raised.value.code == "unknown_payment"
@@ -944,7 +944,7 @@ def test_the_same_grant_twice_changes_nothing(customer: Customer) -> None:
 def test_a_grant_id_reused_with_other_content_is_refused(customer: Customer) -> None:
     customer.grant("promo-1", usd("30.00"))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.grant("promo-1", usd("31.00"))
 
     assert raised.value.code == "grant_conflict"
@@ -1053,7 +1053,7 @@ def test_a_grant_that_would_take_a_balance_to_the_total_cap_is_refused_naming_th
         customer.finalize("inv-neg", usd("-999999999999999999.99"))
     before = customer.state
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.grant("g-over", usd("10.00"), kind=kind)
 
     assert raised.value.code == "total_over_limit"
@@ -1067,7 +1067,7 @@ def test_a_negative_invoice_that_would_take_the_credit_balance_past_the_total_ca
 ) -> None:
     customer.finalize("inv-neg-1", usd(f"-{JUST_UNDER_TOTAL}"))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.finalize("inv-neg-2", usd("-0.02"))
 
     assert raised.value.code == "total_over_limit"
@@ -1080,7 +1080,7 @@ def test_a_payment_that_would_take_the_credit_balance_past_the_total_cap_is_refu
 ) -> None:
     customer.finalize("inv-neg", usd(f"-{JUST_UNDER_TOTAL}"))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.pay("pay-1", usd("0.01"))
 
     assert raised.value.code == "total_over_limit"
@@ -1101,7 +1101,7 @@ def test_a_payment_that_pays_an_invoice_does_not_count_against_the_cap(customer:
 def test_a_currency_change_past_the_amount_cap_is_refused_naming_the_rate(customer: Customer) -> None:
     customer.grant("promo-1", Money.of("1000000000000", "JPY"))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.change_currency("promo-1", "KWD", "1000")
 
     assert raised.value.code == "amount_over_limit"
@@ -1111,7 +1111,7 @@ def test_a_currency_change_past_the_amount_cap_is_refused_naming_the_rate(custom
 def test_a_currency_change_with_an_absurd_product_is_refused_not_raised(customer: Customer) -> None:
     customer.grant("promo-1", usd(JUST_UNDER_AMOUNT))
 
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.change_currency("promo-1", "BHD", "999999999999999")
 
     assert raised.value.code == "amount_over_limit"
@@ -1131,7 +1131,7 @@ def test_the_largest_single_amount_in_any_minor_unit_is_granted_whole(
 def test_an_invoice_total_that_rounds_up_to_the_total_cap_is_refused(customer: Customer) -> None:
     """Found by the property test: 999,999,999,999,999,999.999 USD is valid on the wire but
     rounds to 10^18, which no InvoiceBalanceChanged may carry."""
-    with pytest.raises(CreditsError) as raised:
+    with pytest.raises(DomainError) as raised:
         customer.finalize("inv-huge", usd("999999999999999999.999"))
 
     assert raised.value.code == "total_over_limit"

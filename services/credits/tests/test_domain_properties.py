@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credits import domain
-from credits.domain import Cause, CreditsError, CustomerLedger, LedgerEntry, Outcome, account_balances
+from credits.domain import Cause, CustomerLedger, LedgerEntry, Outcome, account_balances
 from credits.ledger import (
     BILLED,
     DEDUCTED,
@@ -34,7 +34,7 @@ from credits.ledger import (
     promo_account,
 )
 from credits.open_items import Changes, Wanted, changes, open_items, wanted_by
-from tally_contracts import MessageData, Money
+from tally_contracts import DomainError, MessageData, Money
 from tally_contracts.credits import (
     ApplyCredits,
     ChangeCreditCurrency,
@@ -393,7 +393,7 @@ def play(
         run.messages += 1
         try:
             outcome = operation(run.state, data, Cause(f"m{run.messages}", run.day))
-        except CreditsError as error:
+        except DomainError as error:
             assert error.code and error.reason
             continue
         run.state = outcome.state
@@ -671,7 +671,7 @@ def written_back(whole: CustomerLedger, done: Changes) -> CustomerLedger:
 def decided(operation: Operation, state: CustomerLedger, data: Any, cause: Cause) -> Outcome | str:
     try:
         return operation(state, data, cause)
-    except CreditsError as error:
+    except DomainError as error:
         return f"{error.code}: {error.reason}"
 
 

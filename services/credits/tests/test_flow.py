@@ -36,7 +36,7 @@ from tally_contracts.payments import (
     RefundRequested,
 )
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
+from tally_testing import Infra, KafkaProbe, free_port, service_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 NOV = dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC)

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from credits import domain
 from credits.customer import CustomerLedger, InvoiceLine, total_of
-from credits.domain import Cause, CreditsError
-from tally_contracts import Line, Money
+from credits.domain import Cause
+from tally_contracts import DomainError, Line, Money
 from tally_contracts.credits import CreditScope, GrantCredit
 from tally_contracts.invoicing import InvoiceFinalized
 from tally_contracts.payments import PaymentRecorded
@@ -156,7 +156,7 @@ def test_scoped_grants_pay_only_their_lines_and_never_sit_beside_one_they_may_pa
         operation: Any = OPERATIONS[type(message).__name__]
         try:
             state = operation(state, message, Cause(f"m{n}", DAY)).state
-        except CreditsError as error:
+        except DomainError as error:
             assert error.code and error.reason
             continue
         check_scopes(state)

@@ -1,5 +1,5 @@
 """The decisions handlers call (accounts, closing, posting), pure: a state and a message in,
-what to save out, or InvoicingError with the code a CommandRejected carries."""
+what to save out, or DomainError with the code a CommandRejected carries."""
 
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -11,11 +11,10 @@ from hypothesis import strategies as st
 from invoicing import accounts, closing, posting
 from invoicing.accounts import Customer, OpenInvoices
 from invoicing.closing import PendingCharge
-from invoicing.errors import InvoicingError
 from invoicing.invoices import InvoiceState, regenerated_invoice_id
 from invoicing.rating import UsageDelta
 from invoicing.subscriptions import Subscription
-from tally_contracts import Line, Money
+from tally_contracts import DomainError, Line, Money
 from tally_contracts.credits import InvoiceBalanceChanged
 from tally_contracts.invoicing import AddCharge, CancelSubscription, CreateSubscription, UpsertCustomer
 from tally_contracts.money import MAX_ABS_TOTAL, within_total_limit
@@ -60,7 +59,7 @@ def test_a_customer_changes_currency_only_with_nothing_pending_or_closed(
 
     try:
         saved = accounts.upsert_customer(existing, open_count, "c1", cmd)
-    except InvoicingError as error:
+    except DomainError as error:
         assert error.code == "currency_change_with_open_invoices"
         assert current != wanted and open_count > 0
     else:
@@ -80,7 +79,7 @@ def test_a_pending_charge_is_refused_exactly_when_an_open_invoice_would_reach_th
     fits = within_total_limit(near_cap + usage + charged + charge)
     try:
         decided = accounts.charge_later(CUSTOMER, state, False, cmd)
-    except InvoicingError as error:
+    except DomainError as error:
         assert not fits and error.code == "total_over_cap" and error.reason.startswith("amount:")
     else:
         assert fits and decided == PendingCharge("ch", "fee", usd(charge))
@@ -89,9 +88,9 @@ def test_a_pending_charge_is_refused_exactly_when_an_open_invoice_would_reach_th
 def test_a_charge_id_used_before_is_refused_whether_invoiced_now_or_later() -> None:
     cmd = AddCharge(charge_id="ch", description="fee", amount=usd("5"), invoice_now=True)
 
-    with pytest.raises(InvoicingError) as now:
+    with pytest.raises(DomainError) as now:
         accounts.charge_now(CUSTOMER, True, cmd, dt.date(2026, 11, 3))
-    with pytest.raises(InvoicingError) as later:
+    with pytest.raises(DomainError) as later:
         accounts.charge_later(CUSTOMER, OpenInvoices(), True, cmd)
 
     assert now.value.code == later.value.code == "duplicate_charge"
@@ -100,7 +99,7 @@ def test_a_charge_id_used_before_is_refused_whether_invoiced_now_or_later() -> N
 def test_a_charge_in_another_currency_is_refused_before_its_id_is_checked() -> None:
     cmd = AddCharge(charge_id="ch", description="fee", amount=Money.of("5", "EUR"))
 
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         accounts.charge_later(CUSTOMER, OpenInvoices(), True, cmd)
 
     assert error.value.code == "currency_mismatch"
@@ -132,7 +131,7 @@ def test_a_new_subscription_opens_its_first_period_unless_invoiced_and_a_used_id
 
     try:
         decided = accounts.create_subscription(CUSTOMER, OpenInvoices(), existing, invoiced, cmd)
-    except InvoicingError as error:
+    except DomainError as error:
         assert duplicate and error.code == "duplicate_subscription"
     else:
         assert not duplicate
@@ -146,14 +145,14 @@ def test_a_fee_that_would_take_an_open_invoice_past_the_cap_is_refused_before_th
     cmd = CreateSubscription(subscription_id="s", name="Plan", fee=usd("30"), starts_on=NOV[0])
     existing = Subscription("s", "Plan", usd("30"), NOV[0])
 
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         accounts.create_subscription(CUSTOMER, state, existing, True, cmd)
 
     assert error.value.code == "total_over_cap" and error.value.reason.startswith("fee:")
 
 
 def test_cancelling_an_unknown_subscription_is_refused() -> None:
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         accounts.cancel_subscription(None, CancelSubscription(subscription_id="s", ends_on=NOV[1]))
 
     assert error.value.code == "unknown_subscription"
@@ -203,7 +202,7 @@ def test_only_a_voided_invoice_not_yet_regenerated_is_regenerated_with_its_charg
 
     try:
         decided = closing.regenerate(old, "inv-new" if regenerated else None, lines)
-    except InvoicingError as error:
+    except DomainError as error:
         assert error.code == ("already_regenerated" if status == "voided" else f"invoice_{status}")
     else:
         assert status == "voided" and not regenerated
@@ -216,7 +215,7 @@ def test_only_a_voided_invoice_not_yet_regenerated_is_regenerated_with_its_charg
 def test_only_a_pending_invoice_is_closed_on_demand(status: str) -> None:
     try:
         closing.check_closable(pending(status=status))
-    except InvoicingError as error:
+    except DomainError as error:
         assert status != "pending" and error.code == f"invoice_{status}"
     else:
         assert status == "pending"
@@ -262,9 +261,9 @@ def test_a_rules_answer_for_an_unknown_invoice_or_in_another_currency_is_refused
         invoice_id="inv-nov", lines=[adjustment("1.00", "EUR")], rule_set_id=None, rule_set_version=None
     )
 
-    with pytest.raises(InvoicingError) as unknown:
+    with pytest.raises(DomainError) as unknown:
         posting.post(None, [], answer, dt.date(2026, 12, 1))
-    with pytest.raises(InvoicingError) as mismatch:
+    with pytest.raises(DomainError) as mismatch:
         posting.post(pending(status="closed"), [], answer, dt.date(2026, 12, 1))
 
     assert (unknown.value.code, mismatch.value.code) == ("unknown_invoice", "currency_mismatch")
@@ -274,7 +273,7 @@ def test_a_rules_answer_for_an_unknown_invoice_or_in_another_currency_is_refused
 def test_only_a_posted_or_paid_invoice_is_voided_and_then_owes_nothing(status: str) -> None:
     try:
         owed = posting.void(pending(status=status))
-    except InvoicingError as error:
+    except DomainError as error:
         assert status not in ("posted", "paid") and error.code == f"invoice_{status}"
     else:
         assert status in ("posted", "paid") and owed == 0

@@ -9,8 +9,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from invoicing import domain
-from invoicing.domain import InvoiceState, InvoicingError, Subscription
-from tally_contracts import Line, Money
+from invoicing.domain import InvoiceState, Subscription
+from tally_contracts import DomainError, Line, Money
 from tally_contracts.currencies import minor_unit
 from tally_contracts.invoicing import Price
 from tally_contracts.money import MAX_ABS_AMOUNT, MAX_ABS_TOTAL
@@ -99,13 +99,13 @@ def test_pre_rated_usage_is_taken_as_is() -> None:
 
 
 def test_pre_rated_usage_in_another_currency_is_refused() -> None:
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         rate("2", amount=Money.of("1", "EUR"))
     assert error.value.code == "currency_mismatch"
 
 
 def test_usage_with_no_price_and_no_amount_is_refused_with_a_reason() -> None:
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         domain.rate_usage(
             service="data",
             unit="GB",
@@ -259,7 +259,7 @@ def test_regenerate_keeps_charges_and_drops_adjustments() -> None:
 def test_only_posted_or_paid_invoices_can_be_voided(status: str) -> None:
     invoice = InvoiceState("inv-1", "c", "USD", status, dt.date(2026, 11, 1), dt.date(2026, 11, 30))
 
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         domain.require_status(invoice, ("posted", "paid"), "voided")
     assert error.value.code == f"invoice_{status}" and "inv-1" in error.value.reason
 
@@ -357,7 +357,7 @@ def test_usage_that_would_take_a_line_quantity_past_the_cap_is_refused_and_chang
     deltas: dict[tuple[str, str], domain.UsageDelta] = {}
     domain.fold_usage(deltas, sums, rate("900000000000000"), late=False)
 
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         domain.fold_usage(deltas, sums, rate("900000000000000"), late=False)
 
     assert error.value.code == "quantity_over_cap" and error.value.reason.startswith("quantity:")
@@ -369,7 +369,7 @@ def test_usage_that_would_take_a_line_quantity_past_the_cap_is_refused_and_chang
 def test_an_amount_that_would_take_an_open_invoice_past_the_sum_cap_is_refused() -> None:
     sums = domain.InvoiceSums("inv", "USD", total=MAX_ABS_TOTAL - Decimal("900000000000000"))
 
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         sums.add_amount(Decimal("900000000000000.00"), "amount")
 
     assert error.value.code == "total_over_cap" and error.value.reason.startswith("amount:")
@@ -388,7 +388,7 @@ def test_two_charges_at_the_single_amount_cap_make_a_valid_subtotal() -> None:
 def test_a_subtotal_past_the_sum_cap_is_refused_at_close() -> None:
     lines = [line("one_time", "999999999999999.99")] * 1001
 
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         domain.subtotal(lines, "USD")
 
     assert error.value.code == "total_over_cap" and error.value.reason.startswith("subtotal:")
@@ -441,7 +441,7 @@ def test_invoice_ids_are_equal_only_for_the_same_kind_customer_and_key(
     [(dt.date(9999, 12, 15), 1), (dt.date(9999, 12, 31), 28), (dt.date(1, 1, 1), 28), (dt.date(1, 1, 5), 15)],
 )
 def test_a_period_past_the_calendar_is_refused_with_a_reason(day: dt.date, billing_day: int) -> None:
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         domain.period_of(day, billing_day)
 
     assert error.value.code == "date_out_of_range" and day.isoformat() in error.value.reason
@@ -452,7 +452,7 @@ def test_periods_of_any_date_are_found_or_refused_never_raised(day: dt.date, bil
     try:
         start, end = domain.period_of(day, billing_day)
         domain.next_period(end, billing_day)
-    except InvoicingError as error:
+    except DomainError as error:
         assert error.code == "date_out_of_range"
     else:
         assert start <= day <= end
@@ -462,7 +462,7 @@ def test_periods_of_any_date_are_found_or_refused_never_raised(day: dt.date, bil
 
 
 def test_currency_change_with_open_invoices_is_refused() -> None:
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         domain.check_currency_change("USD", "EUR", open_invoices=2)
 
     assert (
@@ -481,7 +481,7 @@ def test_currency_change_is_allowed_without_open_invoices(
 
 
 def test_amount_in_another_currency_is_refused_naming_what() -> None:
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         domain.check_same_currency("fee", Money.of("1", "EUR"), "USD")
 
     assert error.value.code == "currency_mismatch" and error.value.reason.startswith("fee is in EUR")
@@ -490,7 +490,7 @@ def test_amount_in_another_currency_is_refused_naming_what() -> None:
 def test_a_subscription_cannot_end_before_it_starts() -> None:
     sub = Subscription("s", "Plan", FEE, dt.date(2026, 11, 10))
 
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         domain.cancelled(sub, dt.date(2026, 11, 9))
 
     assert error.value.code == "ends_before_start"
@@ -545,7 +545,7 @@ def test_usage_lines_near_the_cap_close_to_rounded_amounts_the_wire_accepts(
         )
         try:
             domain.fold_usage(deltas, sums, rated, late=False)
-        except InvoicingError as error:
+        except DomainError as error:
             assert error.code == "quantity_over_cap"
 
     lines = [domain.usage_line(d, currency) for d in deltas.values()]
@@ -631,7 +631,7 @@ def test_usage_is_rated_and_summed_exactly_then_rounded_once(
         )
         try:
             domain.fold_usage(deltas, sums, rated, late=False)
-        except InvoicingError:
+        except DomainError:
             continue
         exact += Fraction(quantity) * Fraction(price)
 

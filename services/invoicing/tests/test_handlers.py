@@ -1,7 +1,7 @@
 """Every invoicing command and rejection code, handler by handler, on a real PostgreSQL
 database (the service's migrations applied); Kafka is not needed to decide, so the wiring
 is left to test_flow. A message is handled as the runtime does: one transaction, the
-handler inside a savepoint, a Rejected undoing it."""
+handler inside a savepoint, a DomainError undoing it."""
 
 import datetime as dt
 import json
@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from invoicing import billing, handlers, ingest
 from invoicing.store import InvoicingStore
-from tally_contracts import Envelope, Line, Money, parse_message
+from tally_contracts import DomainError, Envelope, Line, Money, parse_message
 from tally_contracts.credits import InvoiceBalanceChanged
 from tally_contracts.invoicing import (
     AddCharge,
@@ -33,7 +33,7 @@ from tally_contracts.invoicing import (
 )
 from tally_contracts.rules import InvoiceAdjusted
 from tally_contracts.usage import UsageRecorded
-from tally_messaging import Delivery, Rejected, Transaction
+from tally_messaging import Delivery, Transaction
 from tally_messaging.migrations import apply_migrations
 from tally_messaging.transaction import RawRecord
 
@@ -47,7 +47,7 @@ class Answer:
     """What handling one message left: the events written, or the rejection."""
 
     events: list[Envelope[Any]]
-    rejected: Rejected | None = None
+    rejected: DomainError | None = None
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
     def of(self, type_name: str) -> list[Any]:
@@ -73,7 +73,7 @@ class Desk:
                 async with self.conn.transaction():
                     await handler(envelope, tx)
                     await tx.flush()
-            except Rejected as rejection:
+            except DomainError as rejection:
                 return Answer([], rejection)
         return await self._written_since(start)
 

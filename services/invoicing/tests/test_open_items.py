@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from invoicing import billing, handlers, ingest
 from invoicing.invoices import period_invoice_id
-from tally_contracts import Envelope, Money
+from tally_contracts import DomainError, Envelope, Money
 from tally_contracts.invoicing import (
     AddCharge,
     CloseInvoice,
@@ -23,7 +23,7 @@ from tally_contracts.invoicing import (
     UpsertCustomer,
 )
 from tally_contracts.usage import UsageRecorded
-from tally_messaging import Delivery, Rejected, Transaction
+from tally_messaging import Delivery, Transaction
 from tally_messaging.migrations import apply_migrations
 from tally_messaging.transaction import RawRecord
 
@@ -46,7 +46,7 @@ async def handle(conn: asyncpg.Connection, handler: Any, data: Any) -> None:
 
 
 async def refused(conn: asyncpg.Connection, handler: Any, data: Any, code: str) -> None:
-    with pytest.raises(Rejected) as rejection:
+    with pytest.raises(DomainError) as rejection:
         await handle(conn, handler, data)
     assert rejection.value.code == code
 

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invoicing.errors import InvoicingError
 from invoicing.invoices import InvoiceState
 from invoicing.periods import add_months, next_period, period_of
 from invoicing.usage_placement import CustomerPeriods, UsageTarget, usage_target
+from tally_contracts import DomainError
 
 BILLED = ("closed", "posted", "paid", "voided")
 
@@ -146,7 +146,7 @@ def test_a_next_period_past_the_calendar_is_refused_with_its_code() -> None:
     last = InvoiceState("inv-last", "c", "USD", "posted", dt.date(9999, 12, 1), dt.date.max)
     periods = CustomerPeriods((), last, {last.period_start: last})
 
-    with pytest.raises(InvoicingError) as error:
+    with pytest.raises(DomainError) as error:
         usage_target(periods, last.period_start, last.period_end, 1)
 
     assert error.value.code == "date_out_of_range"

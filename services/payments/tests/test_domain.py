@@ -19,7 +19,6 @@ from payments.domain import (
     KnownInvoice,
     Outcome,
     Payment,
-    PaymentsError,
     PaymentsState,
     Refund,
     RefundStatus,
@@ -30,7 +29,7 @@ from payments.domain import (
     settle_refund,
     track_invoice,
 )
-from tally_contracts import MessageData, Money
+from tally_contracts import DomainError, MessageData, Money
 from tally_contracts.credits import CreditRefunded, RefundDeclined
 from tally_contracts.currencies import minor_unit
 from tally_contracts.invoicing import (
@@ -95,8 +94,8 @@ def with_invoice(known: KnownInvoice) -> PaymentsState:
     return EMPTY.put(known)
 
 
-def error_of(action: Callable[[], Outcome]) -> PaymentsError:
-    with pytest.raises(PaymentsError) as caught:
+def error_of(action: Callable[[], Outcome]) -> DomainError:
+    with pytest.raises(DomainError) as caught:
         action()
     return caught.value
 
@@ -113,7 +112,7 @@ def requested(refund_status: RefundStatus) -> PaymentsState:
 
 
 def test_an_error_carries_a_stable_code_and_a_reason() -> None:
-    error = PaymentsError("unknown_payment", "payment p was never recorded")
+    error = DomainError("unknown_payment", "payment p was never recorded")
 
     assert (error.code, error.reason) == ("unknown_payment", "payment p was never recorded")
     assert str(error) == "unknown_payment: payment p was never recorded"
@@ -594,7 +593,7 @@ def handle(state: PaymentsState, message: MessageData) -> Outcome:
                 | InvoiceStatusChanged()
             ):
                 return track_invoice(state, message)
-    except PaymentsError:
+    except DomainError:
         return Outcome.unchanged(state)
     raise AssertionError(f"no handler for {type(message).__name__}")
 

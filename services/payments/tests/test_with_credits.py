@@ -29,7 +29,7 @@ from tally_contracts.payments import (
 )
 from tally_contracts.topics import dlq
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
+from tally_testing import Infra, KafkaProbe, free_port, service_settings
 
 pytestmark = [
     pytest.mark.integration,

@@ -19,7 +19,7 @@ from tally_contracts import Envelope, Line, Money, topics
 from tally_contracts.invoicing import InvoiceClosed, InvoiceCreated
 from tally_contracts.rules import AssignRuleSet, PutRuleSet, Rule
 from tally_messaging.settings import ServiceSettings
-from tally_messaging.testing import Infra, KafkaProbe, free_port, service_settings
+from tally_testing import Infra, KafkaProbe, free_port, service_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

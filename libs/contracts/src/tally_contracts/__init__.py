@@ -1,7 +1,8 @@
 """Tally's wire contracts (v1): envelope, Money, every message, and the topic names."""
 
 from tally_contracts.base import Command, CommandCompleted, CommandRejected, Line, MessageData
-from tally_contracts.envelope import Envelope, parse_message
+from tally_contracts.envelope import Envelope, message_key, parse_message
+from tally_contracts.errors import DomainError
 from tally_contracts.money import CurrencyMismatch, Money
 
 __all__ = [
@@ -9,9 +10,11 @@ __all__ = [
     "CommandCompleted",
     "CommandRejected",
     "CurrencyMismatch",
+    "DomainError",
     "Envelope",
     "Line",
     "MessageData",
     "Money",
+    "message_key",
     "parse_message",
 ]

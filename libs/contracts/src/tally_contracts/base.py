@@ -17,6 +17,9 @@ class MessageData(BaseModel):
 
     is_command: ClassVar[bool] = False
     registry: ClassVar[dict[str, type[MessageData]]] = {}
+    key_field: ClassVar[str | None] = None
+    """The field whose value keys a message sent without a customer (a configuration's own
+    id, e.g. `price_list_id`); see `key_without_customer`."""
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -26,6 +29,12 @@ class MessageData(BaseModel):
     @classmethod
     def message_type(cls) -> str:
         return cls.__name__
+
+    def key_without_customer(self) -> str | None:
+        """The Kafka key of this message when its envelope names no customer: the value of
+        `key_field` when it is set, else None (the message id keys it)."""
+        value = getattr(self, self.key_field, None) if self.key_field else None
+        return value if isinstance(value, str) else None
 
 
 class Command(MessageData):

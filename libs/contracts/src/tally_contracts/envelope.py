@@ -112,6 +112,15 @@ class Envelope(BaseModel, Generic[D]):
         return self.model_dump_json().encode()
 
 
+def message_key(envelope: Envelope[Any]) -> str:
+    """The Kafka key of a message: its customer, or for a message without one what its
+    contract declares (`MessageData.key_without_customer`: a configuration's own id), or
+    its id. Per-key order is per-customer order."""
+    if envelope.customer_id:
+        return envelope.customer_id
+    return envelope.data.key_without_customer() or str(envelope.id)
+
+
 def parse_message(raw: bytes | str) -> Envelope[Any]:
     """Parse one message value; raises `ValidationError` (or ValueError for size).
 
@@ -147,4 +156,4 @@ _ANY_ENVELOPE = Envelope[Any]
 """Parametrised once: `Envelope[Any]` looks the generic up on every call (hot path)."""
 
 
-__all__ = ["MAX_MESSAGE_BYTES", "Envelope", "ValidationError", "parse_message"]
+__all__ = ["MAX_MESSAGE_BYTES", "Envelope", "ValidationError", "message_key", "parse_message"]

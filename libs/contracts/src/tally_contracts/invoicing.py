@@ -1,7 +1,7 @@
 """Topics `invoicing.commands` and `invoicing.events`."""
 
 import datetime as dt
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,7 @@ InvoiceStatus = Literal["pending", "closed", "posted", "paid", "voided"]
 
 
 class UpsertCustomer(Command):
+    key_field: ClassVar[str | None] = "price_list_id"
     currency: CurrencyCode = Field(description="Currency the customer is invoiced in.")
     name: str | None = Field(default=None, description="Display name.", max_length=200)
     billing_day: int = Field(default=1, ge=1, le=28, description="Day of month a period starts.")
@@ -33,6 +34,7 @@ class Price(BaseModel):
 
 
 class PutPriceList(Command):
+    key_field: ClassVar[str | None] = "price_list_id"
     price_list_id: Identifier = Field(description='Price list id; "default" is the fallback.')
     prices: list[Price] = Field(description="Prices by service, unit and destination prefix.")
 
@@ -61,6 +63,10 @@ class AddCharge(Command):
 class RunBilling(Command):
     as_of: BusinessDate = Field(description="Close every pending invoice whose period ended by this date.")
 
+    def key_without_customer(self) -> str | None:
+        """Every bill run on one key: runs are handled one after the other."""
+        return "bill-run"
+
 
 class CloseInvoice(Command):
     invoice_id: Identifier = Field(description="Invoice to close.")
@@ -76,6 +82,7 @@ class RegenerateInvoice(Command):
 
 
 class CustomerUpserted(MessageData):
+    key_field: ClassVar[str | None] = "price_list_id"
     currency: CurrencyCode = Field(description="Currency the customer is invoiced in.")
     name: str | None = Field(default=None, description="Display name.")
     billing_day: int = Field(description="Day of month a period starts.")
@@ -102,6 +109,7 @@ class InvoiceClosed(MessageData):
 
 
 class InvoiceFinalized(MessageData):
+    key_field: ClassVar[str | None] = "rule_set_id"
     invoice_id: Identifier = Field(description="Posted invoice.")
     currency: CurrencyCode = Field(description="Invoice currency.")
     issued_on: dt.date = Field(description="Date the invoice was posted.")
@@ -139,6 +147,7 @@ class InvoiceCloseFailed(MessageData):
 
 
 class PriceListChanged(MessageData):
+    key_field: ClassVar[str | None] = "price_list_id"
     price_list_id: Identifier = Field(description="Price list replaced.")
     prices: int = Field(description="Number of prices in it.")
 

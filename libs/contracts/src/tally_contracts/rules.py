@@ -5,7 +5,7 @@ The shapes here are structural; the rules service validates a rule set as a whol
 CommandRejected naming the rule and the field.
 """
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,6 +62,7 @@ class Rule(_Part):
 
 
 class PutRuleSet(Command):
+    key_field: ClassVar[str | None] = "rule_set_id"
     rule_set_id: Identifier = Field(description="Rule set id.")
     name: str = Field(description="Display name.")
     is_default: bool = Field(default=False, description="Applies to customers with no assignment.")
@@ -72,10 +73,12 @@ class PutRuleSet(Command):
 
 
 class AssignRuleSet(Command):
+    key_field: ClassVar[str | None] = "rule_set_id"
     rule_set_id: Identifier = Field(description="Rule set assigned to the envelope's customer.")
 
 
 class RuleSetChanged(MessageData):
+    key_field: ClassVar[str | None] = "rule_set_id"
     rule_set_id: Identifier = Field(description="Rule set id.")
     name: str = Field(description="Display name.")
     version: int = Field(description="New version number.")
@@ -83,10 +86,12 @@ class RuleSetChanged(MessageData):
 
 
 class RuleSetAssigned(MessageData):
+    key_field: ClassVar[str | None] = "rule_set_id"
     rule_set_id: Identifier = Field(description="Rule set now assigned to the customer.")
 
 
 class InvoiceAdjusted(MessageData):
+    key_field: ClassVar[str | None] = "rule_set_id"
     invoice_id: Identifier = Field(description="Closed invoice evaluated.")
     rule_set_id: Identifier | None = Field(description="Rule set evaluated (null: none applies).")
     rule_set_version: int | None = Field(description="Its version.")

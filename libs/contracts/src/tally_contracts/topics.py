@@ -1,5 +1,6 @@
 """Topic names, partition counts, and which message types each topic carries."""
 
+from types import ModuleType
 from typing import Final
 
 from tally_contracts import credits, invoicing, payments, rules, usage
@@ -28,77 +29,35 @@ def _types(*models: type[MessageData]) -> frozenset[str]:
     return frozenset(m.message_type() for m in models)
 
 
+def _declared_in(module: ModuleType) -> list[type[MessageData]]:
+    """The message types `module` declares."""
+    return [m for m in MessageData.registry.values() if m.__module__ == module.__name__]
+
+
+def _commands_of(module: ModuleType) -> frozenset[str]:
+    return _types(*(m for m in _declared_in(module) if m.is_command))
+
+
+def _events_of(module: ModuleType) -> frozenset[str]:
+    """The events `module` declares, and the runtime's answers to its commands."""
+    return _types(*(m for m in _declared_in(module) if not m.is_command), CommandRejected, CommandCompleted)
+
+
 TOPIC_MESSAGES: Final[dict[str, frozenset[str]]] = {
-    USAGE: _types(usage.UsageRecorded),
-    INVOICING_COMMANDS: _types(
-        invoicing.UpsertCustomer,
-        invoicing.PutPriceList,
-        invoicing.CreateSubscription,
-        invoicing.CancelSubscription,
-        invoicing.AddCharge,
-        invoicing.RunBilling,
-        invoicing.CloseInvoice,
-        invoicing.VoidInvoice,
-        invoicing.RegenerateInvoice,
-    ),
-    INVOICING_EVENTS: _types(
-        invoicing.CustomerUpserted,
-        invoicing.InvoiceCreated,
-        invoicing.InvoiceClosed,
-        invoicing.InvoiceFinalized,
-        invoicing.InvoiceVoided,
-        invoicing.InvoiceStatusChanged,
-        invoicing.InvoiceCloseFailed,
-        invoicing.PriceListChanged,
-        invoicing.SubscriptionCreated,
-        invoicing.SubscriptionCancelled,
-        invoicing.ChargeAdded,
-        CommandRejected,
-        CommandCompleted,
-    ),
-    RULES_COMMANDS: _types(rules.PutRuleSet, rules.AssignRuleSet),
-    RULES_EVENTS: _types(
-        rules.RuleSetChanged, rules.RuleSetAssigned, rules.InvoiceAdjusted, CommandRejected, CommandCompleted
-    ),
-    CREDITS_COMMANDS: _types(
-        credits.GrantCredit,
-        credits.DeleteCreditEntry,
-        credits.ChangeCreditCurrency,
-        credits.ApplyCredits,
-        credits.ExpireCredits,
-    ),
-    CREDITS_EVENTS: _types(
-        credits.CreditGranted,
-        credits.CreditApplied,
-        credits.CreditReleased,
-        credits.NegativeInvoiceTransferred,
-        credits.CreditExpired,
-        credits.CreditEntryDeleted,
-        credits.CreditCurrencyChanged,
-        credits.CreditRefunded,
-        credits.RefundDeclined,
-        credits.InvoiceBalanceChanged,
-        credits.CreditBalanceChanged,
-        CommandRejected,
-        CommandCompleted,
-    ),
-    PAYMENTS_COMMANDS: _types(
-        payments.RecordOfflinePayment,
-        payments.ReversePayment,
-        payments.DeductPromotionalCredits,
-        payments.RefundCreditBalance,
-    ),
-    PAYMENTS_EVENTS: _types(
-        payments.PaymentRecorded,
-        payments.PaymentReversed,
-        payments.PromotionalCreditsDeducted,
-        payments.RefundRequested,
-        payments.RefundRecorded,
-        payments.RefundFailed,
-        CommandRejected,
-        CommandCompleted,
-    ),
+    USAGE: _types(*_declared_in(usage)),
+    INVOICING_COMMANDS: _commands_of(invoicing),
+    INVOICING_EVENTS: _events_of(invoicing),
+    RULES_COMMANDS: _commands_of(rules),
+    RULES_EVENTS: _events_of(rules),
+    CREDITS_COMMANDS: _commands_of(credits),
+    CREDITS_EVENTS: _events_of(credits),
+    PAYMENTS_COMMANDS: _commands_of(payments),
+    PAYMENTS_EVENTS: _events_of(payments),
 }
+"""The types each topic carries: a contract module `tally_contracts.<x>` is the contract of
+`<x>.commands` (the Commands it declares) and `<x>.events` (the rest, and CommandRejected
+and CommandCompleted); `tally_contracts.usage` is the `usage` topic's. A new message type
+is on its topic by being declared in its module."""
 
 ALL_TOPICS: Final = tuple(TOPIC_MESSAGES)
 ALL_TOPICS_WITH_DLQ: Final = ALL_TOPICS + tuple(dlq(t) for t in ALL_TOPICS)

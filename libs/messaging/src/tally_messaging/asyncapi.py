@@ -1,91 +1,97 @@
-"""AsyncAPI 3.0 documents generated from the services' code, with FastStream.
+"""AsyncAPI 3.0 documents built from what services registered, with FastStream.
 
-A service's routes (what it consumes and which types it handles) and its events topic
-are declared on a FastStream KafkaBroker that is never started; payload schemas come from
-the pydantic models in libs/contracts. `python -m tally_messaging.asyncapi [--check]`
-writes (or compares) `docs/asyncapi/<service>.json`; the tests run the check, so the
-documents cannot drift from the code.
+Each topic a service consumes becomes a FastStream subscriber on a KafkaBroker that is
+never started, its payload the envelopes of the types registered on it
+(`Service.registrations`); the events topic becomes a publisher of the types the contracts
+put on it. Payload schemas are the pydantic models of libs/contracts.
+
+`write_documents(services, folder)` writes `<service>.json` into `folder`, or with
+`check=True` lists those that differ from what would be written; the repository's caller
+(tests/test_asyncapi.py) names the services and the folder.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: a subscriber's payload annotation is evaluated
+# when `_subscriber_of` defines it (FastStream reads the payload schema from it).
 
-import importlib
 import json
-import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Union
 
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from tally_contracts import Envelope
-from tally_contracts.base import MessageData
+from tally_contracts import Envelope, MessageData
 from tally_contracts.topics import TOPIC_MESSAGES
 from tally_messaging.service import Service
 
-SERVICES = ("invoicing", "rules", "credits", "payments")
-DOCS = Path(__file__).resolve().parents[4] / "docs" / "asyncapi"
+
+def handled_types(service: Service, topic: str) -> list[type[MessageData]]:
+    """The types `service` registered a handler for on `topic`, by name."""
+    found = {t for r in service.registrations if r.topic == topic for t in r.types}
+    return sorted(found, key=lambda t: t.message_type())
 
 
-def _payload(type_names: list[str]) -> Any:
+def _payload(types: Iterable[type[MessageData]]) -> Any:
+    """The envelope of each type: one, or the union of several."""
     envelope: Any = Envelope  # parametrised at run time with each contract model
-    models = tuple(envelope[MessageData.registry[name]] for name in sorted(type_names))
+    models = tuple(envelope[t] for t in sorted(types, key=lambda t: t.message_type()))
     if not models:
         return Envelope[Any]
     return models[0] if len(models) == 1 else Union[models]  # noqa: UP007 - a runtime union of a tuple
 
 
+def _subscriber_of(payload: Any) -> Any:
+    """A subscriber that is never called; FastStream documents `payload` from its annotation."""
+
+    async def handler(body: payload) -> None:
+        return None
+
+    return handler
+
+
 def specification(service: Service) -> dict[str, Any]:
     """The service's AsyncAPI document as JSON-ready data."""
     broker = KafkaBroker("127.0.0.1:9092")
-    for topic, route in sorted(service.routes.items()):
-        handled = set(route.handlers) | ({route.batch_type} if route.batch_type else set())
-
-        async def handler(body: Any) -> None:
-            return None
-
-        handler.__annotations__ = {"body": _payload(sorted(handled)), "return": None}
+    for topic in sorted(service.routes):
+        handled = handled_types(service, topic)
+        names = [t.message_type() for t in handled]
         broker.subscriber(
             topic,
             group_id=f"{service.name}.{topic}",
             title=f"{service.name}:{topic}",
-            description=f"Handled: {', '.join(sorted(handled)) or 'none (validated, dead-lettered if bad)'}. "
+            description=f"Handled: {', '.join(names) or 'none (validated, dead-lettered if bad)'}. "
             f"Invalid messages go to {topic}.dlq.",
-        )(handler)
+        )(_subscriber_of(_payload(handled)))
     broker.publisher(
         service.events_topic,
         title=f"{service.name}:{service.events_topic}",
         description="Published through the transactional outbox, keyed by customer_id.",
-        schema=_payload(sorted(TOPIC_MESSAGES[service.events_topic])),
+        schema=_payload(MessageData.registry[name] for name in TOPIC_MESSAGES[service.events_topic]),
     )
     document = AsyncAPI(broker, title=f"Tally {service.name}", version="1", schema_version="3.0.0")
     data: dict[str, Any] = json.loads(document.to_specification().to_json())
     return data
 
 
-def build_service(name: str) -> Service:
-    app = importlib.import_module(f"{name}.app")
-    service: Service = app.build()
-    return service
+def document_text(service: Service) -> str:
+    return json.dumps(specification(service), indent=2, sort_keys=True) + "\n"
 
 
-def main(argv: list[str]) -> int:
-    check = "--check" in argv
-    stale = []
-    DOCS.mkdir(parents=True, exist_ok=True)
-    for name in SERVICES:
-        text = json.dumps(specification(build_service(name)), indent=2, sort_keys=True) + "\n"
-        path = DOCS / f"{name}.json"
+def write_documents(services: Iterable[Service], folder: Path, *, check: bool = False) -> list[Path]:
+    """Write each service's document to `folder/<name>.json` and answer the paths written;
+    with `check`, write nothing and answer the documents that are missing or differ
+    (empty: all up to date)."""
+    answered = []
+    if not check:
+        folder.mkdir(parents=True, exist_ok=True)
+    for service in services:
+        text = document_text(service)
+        path = folder / f"{service.name}.json"
         if check:
             if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
+                answered.append(path)
         else:
             path.write_text(text)
-    if stale:
-        print("out of date (run python -m tally_messaging.asyncapi):", *stale, sep="\n  ")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+            answered.append(path)
+    return answered

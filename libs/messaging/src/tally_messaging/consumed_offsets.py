@@ -17,7 +17,9 @@ every record at or below X is applied, answered or dead-lettered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -25,6 +27,7 @@ import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from tally_messaging.db import DbConnection
+from tally_messaging.dedupe import DIGEST_BYTES, ClaimResult, MessageClaim
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer
@@ -179,3 +182,56 @@ class SeekPastHandled(ConsumerRebalanceListener):  # type: ignore[misc]
                     )
         except Exception as exc:  # the transactions skip redeliveries anyway: this only saves fetches
             log.warning("could not seek past handled offsets", error=repr(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class TakenRecords:
+    """What `take_records` found: the records to handle, and their ids' claims."""
+
+    pending: list[RawRecord]
+    """Above their partition's handled offset, in the order given; the rest are redeliveries."""
+    claim: ClaimResult
+    """The pending records' ids in the dedupe window (as `claim_message_ids` answers)."""
+
+
+async def take_records(
+    conn: DbConnection,
+    consumer_group: str,
+    consumer: str,
+    records: Sequence[RawRecord],
+    claims: Sequence[MessageClaim],
+    keys: Iterable[str],
+) -> TakenRecords:
+    """Start the transaction of `records` (with `claims[i]` the claim of `records[i]`) in one
+    round trip: lock their partitions' rows (in sorted order), then the per-key locks of
+    `keys` (sorted here, as `Transaction.lock_keys` sorts them), claim the pending records'
+    ids and advance the handled offsets (see sql/0005_take_records.sql). The same effect
+    as `lock_handled_offsets`, `not_handled`, `Transaction.lock_keys`,
+    `claim_message_ids` and `advance_handled_offsets` in turn; call it in the transaction
+    that handles the records, whose commit makes it all count."""
+    rows = await conn.fetch(
+        "select kind, n, message_id, body_digest from tally_take_records("
+        "$1, $2, $3::text[], $4::int[], $5::bigint[], $6::uuid[], $7::date[], $8::bytea[], $9::text[])",
+        consumer_group,
+        consumer,
+        [r.topic for r in records],
+        [r.partition for r in records],
+        [r.offset for r in records],
+        [c.message_id for c in claims],
+        [c.day for c in claims],
+        [c.digest[:DIGEST_BYTES] for c in claims],
+        sorted(set(keys)),
+    )
+    pending: list[RawRecord] = []
+    fresh: set[uuid.UUID] = set()
+    seen: dict[uuid.UUID, bytes | None] = {}
+    for row in rows:
+        kind = row["kind"]
+        if kind == "pending":
+            pending.append(records[row["n"] - 1])
+        elif kind == "fresh":
+            fresh.add(row["message_id"])
+        else:
+            seen[row["message_id"]] = row["body_digest"]
+    fresh.difference_update(seen)
+    return TakenRecords(pending, ClaimResult(fresh=fresh, seen=seen))

@@ -136,16 +136,24 @@ async def claim_message_ids(
         )
         seen = {r["message_id"]: r["body_digest"] for r in rows}
         fresh.difference_update(seen)  # the same id on another day, handled before: not new
-    if legacy_inbox and fresh:
-        found = await conn.fetch(
-            "select message_id, body_digest from tally_inbox where consumer = $1 and message_id = any($2::uuid[])",
-            consumer,
-            list(fresh),
-        )
-        if found:  # their rows just written stay: a later copy is then found in the window
-            seen.update({r["message_id"]: r["body_digest"] for r in found})
-            fresh.difference_update(seen)
-    return ClaimResult(fresh=fresh, seen=seen)
+    result = ClaimResult(fresh=fresh, seen=seen)
+    return await also_in_legacy_inbox(conn, consumer, result) if legacy_inbox else result
+
+
+async def also_in_legacy_inbox(conn: DbConnection, consumer: str, claim: ClaimResult) -> ClaimResult:
+    """`claim` with the fresh ids that the retired `tally_inbox` holds counted as seen. Their
+    rows just written to the window stay: a later copy is then found there."""
+    if not claim.fresh:
+        return claim
+    found = await conn.fetch(
+        "select message_id, body_digest from tally_inbox where consumer = $1 and message_id = any($2::uuid[])",
+        consumer,
+        list(claim.fresh),
+    )
+    if not found:
+        return claim
+    seen = {**claim.seen, **{r["message_id"]: r["body_digest"] for r in found}}
+    return ClaimResult(fresh=claim.fresh.difference(seen), seen=seen)
 
 
 async def release_message_ids(conn: DbConnection, consumer: str, claims: Iterable[MessageClaim]) -> None:

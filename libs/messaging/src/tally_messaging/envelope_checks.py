@@ -12,9 +12,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tally_contracts import Envelope
+from tally_contracts import Envelope, message_key
 from tally_messaging.dedupe import DedupeWindow
-from tally_messaging.transaction import RawRecord, message_key
+from tally_messaging.transaction import RawRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,8 @@ def check_envelope(record: RawRecord, envelope: Envelope[Any]) -> Refusal | None
     """The first envelope check `record` fails, or None.
 
     - the `type` header, when present, names the body's type;
-    - the Kafka key is `message_key(envelope)`: the customer, or the configuration's id.
+    - the Kafka key is `message_key(envelope)` (declared with the contracts): the customer,
+      or the configuration's id.
     """
     header = record.header("type")
     if header is not None and header != envelope.type.encode():

@@ -1,13 +1,14 @@
 """Kafka identities: the ACL table (deploy/local/acls.tsv) granted on a broker, read back,
 and rendered for the docs.
 
-`python -m tally_messaging.identities grant|check|table` (as `admin`: TALLY_KAFKA_BOOTSTRAP
-and TALLY_KAFKA_CREDENTIALS_DIR or TALLY_KAFKA_USERNAME/PASSWORD). aiokafka's admin client
+`python -m tally_messaging.identities grant|check|table --table <acls.tsv>` (as `admin`:
+TALLY_KAFKA_BOOTSTRAP and TALLY_KAFKA_CREDENTIALS_DIR or TALLY_KAFKA_USERNAME/PASSWORD);
+`table --write <acls.md>` writes the docs' rendering. aiokafka's admin client
 has no ACL calls, so the CreateAcls / DescribeAcls / DeleteAcls requests (version 1: the
 first with prefixed patterns) are sent with its protocol classes.
 
 A test session has its own topic prefix: `grant(..., prefix=p)` gives the same rules on its
-topics (`p` + each name; a group pattern `invoicing.` becomes `p` + `invoicing.`, the group
+topics (`p` + each name; a group pattern `<service>.` becomes `p` + `<service>.`, the group
 prefix tests use being the topic prefix), and `revoke` removes them again.
 """
 
@@ -29,9 +30,6 @@ from tally_messaging.kafka_security import KafkaCredentials, client_options, kaf
 from tally_messaging.settings import ServiceSettings
 from tally_messaging.topic_admin import ensure_topics
 
-ACL_TABLE = Path(__file__).resolve().parents[4] / "deploy" / "local" / "acls.tsv"
-ACL_DOC = ACL_TABLE.with_suffix(".md")
-"""The table rendered for the docs (`table --write` makes it)."""
 ADMIN = "admin"
 """The super user (`super.users`): sets up, and is in no ACL."""
 EVERY_TOPIC = "*"
@@ -80,7 +78,7 @@ class AclRule:
         return replace(self, name=prefix + self.name)
 
 
-def read_table(path: Path = ACL_TABLE) -> list[AclRule]:
+def read_table(path: Path) -> list[AclRule]:
     """The rules of a tab-separated table (lines starting with `#` are comments)."""
     rules = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
@@ -219,14 +217,14 @@ def differences(table: Iterable[AclRule], broker: Iterable[AclRule]) -> list[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tally_messaging.identities", description=__doc__)
     parser.add_argument("command", choices=["grant", "check", "table"])
-    parser.add_argument("--table", type=Path, default=ACL_TABLE, help="the ACL table (acls.tsv)")
+    parser.add_argument("--table", type=Path, required=True, help="the ACL table (acls.tsv)")
     parser.add_argument("--principal", default=ADMIN, help="who to connect as (the super user)")
-    parser.add_argument("--write", action="store_true", help=f"table: write it to {ACL_DOC}")
+    parser.add_argument("--write", type=Path, metavar="DOC", help="table: write it to DOC (acls.md)")
     args = parser.parse_args(argv)
     rules = read_table(args.table)
     if args.command == "table":
-        if args.write:
-            ACL_DOC.write_text(markdown_table(rules))
+        if args.write is not None:
+            args.write.write_text(markdown_table(rules))
         else:
             sys.stdout.write(markdown_table(rules))
         return 0

@@ -7,7 +7,6 @@ broker had identities.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from faststream.security import SASLScram512
 from tally_messaging.settings import ServiceSettings
 
 MECHANISM = "SCRAM-SHA-512"
-_REPO = Path(__file__).resolve().parents[4]
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,13 @@ class KafkaCredentials:
 def kafka_credentials(settings: ServiceSettings, principal: str) -> KafkaCredentials | None:
     """The credentials `settings` give a process that acts as `principal`: the explicit
     username and password when set, else `<principal>.password` in the credentials folder
-    (`kafka_credentials_dir`, or the one deploy/local/kafka.sh made for a broker on this
-    machine's port) when it is there, else None: no authentication."""
+    (`kafka_credentials_dir`, or with `local_dir` the one deploy/local/kafka.sh made there
+    for a broker on this machine's port) when it is there, else None: no authentication."""
     if settings.kafka_username:
         return KafkaCredentials(settings.kafka_username, settings.kafka_password.get_secret_value())
-    folder = settings.kafka_credentials_dir or local_credentials_dir(settings.kafka_bootstrap)
+    folder = settings.kafka_credentials_dir
+    if folder is None and settings.local_dir is not None:
+        folder = local_credentials_dir(settings.kafka_bootstrap, settings.local_dir)
     return credentials_in(folder, principal) if folder is not None else None
 
 
@@ -45,15 +45,26 @@ def credentials_in(folder: Path, principal: str) -> KafkaCredentials | None:
     return KafkaCredentials(principal, path.read_text().strip())
 
 
-def local_credentials_dir(bootstrap: str) -> Path | None:
-    """Where deploy/local/kafka.sh keeps the passwords of a broker it runs at `bootstrap`
-    (one 127.0.0.1/localhost server): `$TALLY_LOCAL_DIR/kafka-<port>/credentials`."""
-    host, _, port = bootstrap.strip().rpartition(":")
-    if "," in bootstrap or host not in ("127.0.0.1", "localhost") or not port.isdigit():
+def local_credentials_dir(bootstrap: str, local_dir: Path) -> Path | None:
+    """Where deploy/local/kafka.sh, keeping its servers in `local_dir`, keeps the passwords
+    of the Kafka it runs at `bootstrap` (127.0.0.1/localhost only): one broker's in
+    `<local_dir>/kafka-<port>/credentials`, a cluster's (several servers, the first one's
+    port names it) in `<local_dir>/kafka-cluster-<port>/credentials`, when that folder exists."""
+    servers = bootstrap_servers(bootstrap)
+    if not servers:
         return None
-    local = Path(os.environ.get("TALLY_LOCAL_DIR") or _REPO / ".local")
-    folder = local / f"kafka-{port}" / "credentials"
+    host, _, port = servers[0].rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return None
+    name = f"kafka-{port}" if len(servers) == 1 else f"kafka-cluster-{port}"
+    folder = local_dir / name / "credentials"
     return folder if folder.is_dir() else None
+
+
+def bootstrap_servers(bootstrap: str) -> list[str]:
+    """`host:port,host:port` as a list: FastStream takes a string as one server (it wraps it
+    in a list, whose items aiokafka does not split), so a cluster's bootstrap is passed so."""
+    return [server.strip() for server in bootstrap.split(",") if server.strip()]
 
 
 def client_options(credentials: KafkaCredentials | None) -> dict[str, Any]:

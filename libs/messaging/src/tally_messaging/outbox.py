@@ -121,7 +121,8 @@ class OutboxRelay:
             bootstrap_servers=self._bootstrap,
             enable_idempotence=True,
             acks="all",
-            linger_ms=5,
+            linger_ms=0,  # a batch's rows are queued at once, so they share requests anyway;
+            # waiting for more only added 5 ms to every hop of a flow
             max_batch_size=1024 * 1024,
             client_id=f"{self._service}-relay",
             **client_options(self._credentials),
@@ -154,14 +155,18 @@ class OutboxRelay:
 
     async def _relay_batch(self, conn: DbConnection, producer: AIOKafkaProducer) -> int:
         """Publish the oldest rows; returns how many were published or set aside."""
-        backlog = int(await conn.fetchval("select count(*) from tally_outbox"))
-        OUTBOX_BACKLOG.labels(self._service).set(backlog)  # before sending: a stuck relay shows it
-        if not backlog:
-            return 0
         rows = await conn.fetch(
             "select id, topic, key, type, payload from tally_outbox order by id limit $1",
             self._batch_size,
         )
+        # Counted only when the batch is full: a shorter batch is the whole backlog, and one
+        # round trip fewer per wake-up is latency on every hop of a flow.
+        backlog = len(rows)
+        if backlog == self._batch_size:
+            backlog = int(await conn.fetchval("select count(*) from tally_outbox"))
+        OUTBOX_BACKLOG.labels(self._service).set(backlog)  # before sending: a stuck relay shows it
+        if not backlog:
+            return 0
         faults.reach("relay_before_publish")
         sent = [await _send(producer, r) for r in rows]
         outcomes = await asyncio.gather(*sent, return_exceptions=True)

@@ -9,6 +9,12 @@ goes to the DLQ and the consumer keeps going; and when even recording an outcome
 for another reason, the consumer holds its partition (`tally_consumer_stalled`, an
 error log naming the offset, /health 503; see `stalls.py`) and retries until it passes.
 
+A handler's domain error (a rejection) rolls its transaction back whole, and the answer
+(CommandRejected, or the DLQ for an event) is recorded in a second transaction: no savepoint
+per message, two round trips fewer on every message that is not rejected. A message's
+transaction starts with one round trip (`take_records`): offset rows and per-key locks
+taken, ids claimed, offsets advanced (a batch's takes the same steps one by one).
+
 Every command is answered: by the events its handler published, CommandRejected, a dead
 letter, or — when its handler committed without publishing anything on the service's
 events topic — CommandCompleted(outcome="nothing_to_do"), added here once for all services.
@@ -31,26 +37,32 @@ import datetime as dt
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
-from tally_contracts import CommandCompleted, Envelope, parse_message
+from tally_contracts import CommandCompleted, DomainError, Envelope, MessageData, message_key, parse_message
 from tally_contracts.topics import TOPIC_MESSAGES
 from tally_messaging import dedupe, faults
-from tally_messaging.consumed_offsets import advance_handled_offsets, lock_handled_offsets, not_handled
+from tally_messaging.consumed_offsets import (
+    TakenRecords,
+    advance_handled_offsets,
+    lock_handled_offsets,
+    not_handled,
+    take_records,
+)
 from tally_messaging.db import DbConnection
-from tally_messaging.dedupe import ClaimResult, DedupeWindow, MessageClaim, claim_message_ids, day_of
+from tally_messaging.dedupe import ClaimResult, DedupeWindow, MessageClaim, day_of
 from tally_messaging.envelope_checks import Refusal, check_envelope, id_reused, older_than_window
 from tally_messaging.metrics import ENVELOPE_REFUSED, FAILED, HANDLED, HANDLER_SECONDS
 from tally_messaging.stalls import StallWatch, pause
 from tally_messaging.stalls import Stopping as Stopping  # re-exported: the service catches it
-from tally_messaging.transaction import RawRecord, Rejected, Transaction, describe_exception, message_key
+from tally_messaging.transaction import RawRecord, Transaction, describe_exception
 
 log = structlog.get_logger()
 
@@ -74,18 +86,34 @@ NOTHING_TO_DO = "nothing_to_do"
 """CommandCompleted's outcome for a command whose handler published no event."""
 
 
+M = TypeVar("M", bound=MessageData)
+
+
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    envelope: Envelope[Any]
+class Delivery(Generic[M]):
+    """A record whose envelope parsed: what a batch handler receives (`Delivery[UsageRecorded]`)."""
+
+    envelope: Envelope[M]
     record: RawRecord
+    _claim: MessageClaim = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Once per message: the body's SHA-256 and the day were made up to four times.
+        claim = MessageClaim(self.envelope.id, day_of(self.envelope.occurred_at), self.record.body_digest())
+        object.__setattr__(self, "_claim", claim)
 
     def claim(self) -> MessageClaim:
         """What the dedupe window keeps of this message."""
-        return MessageClaim(self.envelope.id, day_of(self.envelope.occurred_at), self.record.body_digest())
+        return self._claim
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 of the record's value: tells a copy from a reused id."""
+        return self._claim.digest
 
 
 Handler = Callable[[Envelope[Any], Transaction], Awaitable[None]]
-BatchHandler = Callable[[list[Delivery], Transaction], Awaitable[None]]
+BatchHandler = Callable[[list[Delivery[Any]], Transaction], Awaitable[None]]
 
 
 NOT_A_BUG: tuple[type[BaseException], ...] = (Stopping, *INFRASTRUCTURE_ERRORS)
@@ -101,6 +129,9 @@ class TopicRoute:
     allowed_types: frozenset[str] | None = None
     watch: StallWatch | None = None
     """Set by the route's processor; /health reads `stall`."""
+    decode: Callable[[bytes], Envelope[Any]] = parse_message
+    """Reads a record's value: `parse_message`, or a faster decoder that gives the same
+    envelopes and raises the same errors (e.g. invoicing's compiled `usage` decoder)."""
 
     @property
     def stall(self) -> str | None:
@@ -153,9 +184,9 @@ class RecordProcessor:
         return Transaction(conn, self.consumer, self.events_topic, self.topic_prefix)
 
     def _parse(self, record: RawRecord, now: dt.datetime) -> Envelope[Any] | Refusal:
-        """The envelope, or why it is unusable."""
+        """The envelope, or why it is unusable (read by the route's `decode`)."""
         try:
-            envelope = parse_message(record.value)
+            envelope = self.route.decode(record.value)
         except ValidationError as exc:
             return Refusal(f"invalid message: {exc}")
         except ValueError as exc:
@@ -173,7 +204,7 @@ class RecordProcessor:
         await self._maintain_if_due()
         now = self.clock()
         parsed = [(r, self._parse(r, now)) for r in records]
-        run: list[Delivery] = []
+        run: list[Delivery[Any]] = []
         for record, result in parsed:
             if isinstance(result, Envelope) and self._batched(result):
                 run.append(Delivery(result, record))
@@ -227,12 +258,38 @@ class RecordProcessor:
 
     async def _claim(self, conn: DbConnection, claims: list[MessageClaim]) -> ClaimResult:
         try:
-            return await claim_message_ids(conn, self.consumer, claims, legacy_inbox=self._legacy_inbox)
+            return await dedupe.claim_message_ids(
+                conn, self.consumer, claims, legacy_inbox=self._legacy_inbox
+            )
         except asyncpg.CheckViolationError:
-            self._days.clear()  # a partition we knew of is gone: learn them again on the next attempt
-            async with self.pool.acquire() as other:
-                self._days = await dedupe.partition_days(other)
+            await self._learn_days()
             raise
+
+    async def _learn_days(self) -> None:
+        """A partition we knew of is gone: learn them again before the next attempt."""
+        self._days.clear()
+        async with self.pool.acquire() as other:
+            self._days = await dedupe.partition_days(other)
+
+    async def _take(self, conn: DbConnection, deliveries: list[Delivery[Any]]) -> TakenRecords:
+        """Start the transaction of `deliveries`: locks, redeliveries told apart, ids claimed,
+        offsets advanced, in one round trip (`take_records`)."""
+        try:
+            taken = await take_records(
+                conn,
+                self.consumer_group,
+                self.consumer,
+                [d.record for d in deliveries],
+                [d.claim() for d in deliveries],
+                [message_key(d.envelope) for d in deliveries],
+            )
+        except asyncpg.CheckViolationError:
+            await self._learn_days()
+            raise
+        if self._legacy_inbox:
+            claim = await dedupe.also_in_legacy_inbox(conn, self.consumer, taken.claim)
+            taken = TakenRecords(taken.pending, claim)
+        return taken
 
     async def hold(self, records: list[RawRecord], exc: BaseException) -> None:
         """`process` failed unexpectedly: flag the stall and wait before the batch comes again.
@@ -303,7 +360,7 @@ class RecordProcessor:
         tx.dead_letter(record, error)
         log.warning("message dead-lettered", topic=record.topic, offset=record.offset, error=error[:500])
 
-    async def _handle_one(self, delivery: Delivery) -> None:
+    async def _handle_one(self, delivery: Delivery[Any]) -> None:
         envelope = delivery.envelope
         handler = self.route.handlers.get(envelope.type)
         structlog.contextvars.bind_contextvars(
@@ -333,53 +390,64 @@ class RecordProcessor:
         finally:
             structlog.contextvars.unbind_contextvars("message_id", "type", "customer_id", "correlation_id")
 
-    async def _apply(self, delivery: Delivery, handler: Handler) -> None:
-        envelope, record, claim = delivery.envelope, delivery.record, delivery.claim()
-        outcome = "applied"
-        await self._ensure_days([claim])
-        async with self.pool.acquire() as conn, conn.transaction():
-            tx = self._new_tx(conn)
-            handled = await lock_handled_offsets(conn, self.consumer_group, [record])
-            if not not_handled([record], handled):
-                outcome = "redelivered"
-            else:
-                await tx.lock_keys([message_key(envelope)])
-                outcome = await self._apply_claimed(tx, delivery, handler, await self._claim(conn, [claim]))
-                await advance_handled_offsets(conn, self.consumer_group, [record])
+    async def _apply(self, delivery: Delivery[Any], handler: Handler) -> None:
+        envelope = delivery.envelope
+        await self._ensure_days([delivery.claim()])
+        try:
+            outcome = await self._apply_once(delivery, handler)
+        except DomainError as rejection:  # the one place a domain error becomes an answer
+            # Its transaction rolled back with the handler's work (no savepoint per message:
+            # two round trips fewer on each); the answer is recorded in a transaction of its
+            # own, where redelivery and duplicates are decided afresh.
+            outcome = await self._apply_once(delivery, handler, rejection)
         faults.reach("after_commit")
         HANDLED.labels(self.service, self.route.logical_topic, envelope.type, outcome).inc()
         log.info("message handled", outcome=outcome)
 
-    async def _apply_claimed(
-        self, tx: Transaction, delivery: Delivery, handler: Handler, claim: ClaimResult
+    async def _apply_once(
+        self, delivery: Delivery[Any], handler: Handler, rejection: DomainError | None = None
     ) -> str:
-        """Handle `delivery` whose id is claimed in `tx`; returns the outcome."""
-        envelope, digest = delivery.envelope, delivery.record.body_digest()
+        """One transaction for `delivery`: run its handler, or with `rejection` (what the
+        handler raised in a transaction rolled back since) answer it; returns the outcome."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            taken = await self._take(conn, [delivery])
+            if not taken.pending:
+                return "redelivered"
+            return await self._apply_claimed(self._new_tx(conn), delivery, handler, taken.claim, rejection)
+
+    async def _apply_claimed(
+        self,
+        tx: Transaction,
+        delivery: Delivery[Any],
+        handler: Handler,
+        claim: ClaimResult,
+        rejection: DomainError | None = None,
+    ) -> str:
+        """Handle `delivery` whose id is claimed in `tx` (or answer its `rejection`); returns
+        the outcome. A domain error the handler raises rolls the whole transaction back."""
+        envelope = delivery.envelope
         outcome = "applied"
-        if claim.reused(envelope.id, digest):
+        if claim.reused(envelope.id, delivery.digest):
             outcome = "dead_lettered"
             await self._refuse_reused(tx, [delivery])
         elif envelope.id not in claim.fresh:
             outcome = "duplicate"
         else:
-            try:
-                async with tx.conn.transaction():  # a savepoint: a rejection undoes the handler
-                    await handler(envelope, tx)
-                    self._complete_unanswered(tx, [delivery])
-                    await tx.flush()
-            except Rejected as rejection:
-                tx.discard()
+            if rejection is None:
+                await handler(envelope, tx)
+                self._complete_unanswered(tx, [delivery])
+            else:
                 outcome = "rejected"
                 if envelope.data.is_command:
                     tx.reject(envelope, rejection.code, rejection.reason)
                 else:
                     tx.dead_letter(delivery.record, f"rejected: {rejection}")
-                await tx.flush()
                 log.info("command rejected", code=rejection.code, reason=rejection.reason)
+            await tx.flush()
             await self._release_dead_lettered(tx, [delivery])
         return outcome
 
-    def _complete_unanswered(self, tx: Transaction, handled: list[Delivery]) -> None:
+    def _complete_unanswered(self, tx: Transaction, handled: list[Delivery[Any]]) -> None:
         """Every command is answered: one whose handler published nothing on the service's
         events topic (and dead-lettered nothing) gets CommandCompleted "nothing_to_do"."""
         dead = set(tx.dead_lettered)
@@ -394,7 +462,7 @@ class RecordProcessor:
                 )
                 log.info("command completed with nothing to do", command_type=envelope.type)
 
-    async def _release_dead_lettered(self, tx: Transaction, handled: list[Delivery]) -> None:
+    async def _release_dead_lettered(self, tx: Transaction, handled: list[Delivery[Any]]) -> None:
         """A message its handler dead-lettered was not applied: its id leaves the dedupe window,
         so that `tally replay` of it (same id, new offset) is handled, not dropped as a
         duplicate. A redelivery of the same offset stays one: the offset is handled."""
@@ -404,14 +472,14 @@ class RecordProcessor:
         released = [d.claim() for d in handled if d.record in dead]
         await dedupe.release_message_ids(tx.conn, self.consumer, released)
 
-    async def _refuse_reused(self, tx: Transaction, deliveries: list[Delivery]) -> None:
+    async def _refuse_reused(self, tx: Transaction, deliveries: list[Delivery[Any]]) -> None:
         for delivery in deliveries:
             refusal = id_reused(delivery.envelope.id)
             self._count_refusal(refusal)
             self._write_dead_letter(tx, delivery.record, refusal.reason)
         await tx.flush()
 
-    async def _handle_batch(self, batch: list[Delivery]) -> None:
+    async def _handle_batch(self, batch: list[Delivery[Any]]) -> None:
         assert self.route.batch_handler is not None
         handler = self.route.batch_handler
         for attempt in range(1, BUG_ATTEMPTS + 1):
@@ -432,11 +500,13 @@ class RecordProcessor:
         for delivery in batch:  # isolate the poison: one message per transaction
             await self._handle_batch([delivery])
 
-    async def _apply_batch(self, batch: list[Delivery], handler: BatchHandler) -> None:
+    async def _apply_batch(self, batch: list[Delivery[Any]], handler: BatchHandler) -> None:
         records = [d.record for d in batch]
         await self._ensure_days(d.claim() for d in batch)
-        todo: list[Delivery] = []
-        reused: list[Delivery] = []
+        todo: list[Delivery[Any]] = []
+        reused: list[Delivery[Any]] = []
+        # Step by step, not `take_records`: for thousands of records its one round trip
+        # costs PostgreSQL more than the four statements (32 vs 26 ms for 2,000 records).
         async with self.pool.acquire() as conn, conn.transaction():
             tx = self._new_tx(conn)
             handled = await lock_handled_offsets(conn, self.consumer_group, records)
@@ -462,14 +532,16 @@ class RecordProcessor:
         HANDLED.labels(*labels, "redelivered").inc(len(batch) - len(pending))
 
 
-def _first_copies(batch: list[Delivery], claim: ClaimResult) -> tuple[list[Delivery], list[Delivery]]:
+def _first_copies(
+    batch: list[Delivery[Any]], claim: ClaimResult
+) -> tuple[list[Delivery[Any]], list[Delivery[Any]]]:
     """The deliveries to handle (first copy of each new id, in arrival order), and those
     that reuse an id with another body (than the one handled before, or earlier in the batch)."""
-    todo: list[Delivery] = []
-    reused: list[Delivery] = []
+    todo: list[Delivery[Any]] = []
+    reused: list[Delivery[Any]] = []
     first: dict[Any, bytes] = {}
     for delivery in batch:
-        message_id, digest = delivery.envelope.id, delivery.record.body_digest()
+        message_id, digest = delivery.envelope.id, delivery.digest
         if message_id in claim.fresh and message_id not in first:
             first[message_id] = digest
             todo.append(delivery)

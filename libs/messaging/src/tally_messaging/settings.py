@@ -18,11 +18,16 @@ class ServiceSettings(BaseSettings):
     process authenticates as its own principal (a service as its name, the CLI as `ops` or
     `usage-producer`) when its file is there. `kafka_username` wins over it; with neither,
     clients connect without authentication (PLAINTEXT)."""
+    local_dir: Path | None = None
+    """TALLY_LOCAL_DIR: the folder deploy/local's scripts keep their servers in. With it, and
+    no `kafka_credentials_dir`, a broker on this machine's port finds its passwords in
+    `<local_dir>/kafka-<port>/credentials` (the CLI and the console default it to the
+    checkout's `.local`)."""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/{service}"
     """`{service}` is replaced by the service name: one database per service."""
     http_host: str = "127.0.0.1"
     http_port: int = 0
-    """0 picks the service's default port (see `DEFAULT_PORTS`)."""
+    """0 picks the service's own default (`Service(default_http_port=...)`)."""
     topic_prefix: str = ""
     """Prepended to every topic name; lets test runs share one broker without crosstalk."""
     group_prefix: str = ""
@@ -47,6 +52,3 @@ class ServiceSettings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
-
-
-DEFAULT_PORTS = {"invoicing": 8081, "rules": 8082, "credits": 8083, "payments": 8084}

@@ -1,4 +1,10 @@
-"""Creating the project's topics with explicit partition counts (idempotent)."""
+"""Creating the project's topics with explicit partition counts (idempotent).
+
+Replication follows the cluster: on a cluster of three brokers or more every partition has
+three replicas and `min.insync.replicas=2` (with the producers' acks=all, a write is
+acknowledged once two brokers have it, so losing one broker loses no acknowledged message
+and writes go on); on a single broker (the demo, the tests) the replication factor is 1.
+"""
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
@@ -6,6 +12,21 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from tally_contracts.topics import ALL_TOPICS_WITH_DLQ, PARTITIONS
 from tally_messaging.kafka_security import KafkaCredentials, client_options
+
+MAX_REPLICATION = 3
+"""Replicas per partition on a cluster: one broker may be lost (or restarted) while two keep
+acknowledging writes."""
+
+
+def replication_for(brokers: int) -> tuple[int, dict[str, str]]:
+    """The replication factor and topic configs for a cluster that reports `brokers` brokers:
+    RF = min(3, brokers), and `min.insync.replicas=2` when RF is 3 (below that the broker's
+    default, 1, so a two-broker cluster still accepts writes with one broker down)."""
+    if brokers < 1:
+        raise ValueError(f"the cluster reports {brokers} brokers: cannot place a topic")
+    factor = min(MAX_REPLICATION, brokers)
+    configs = {"min.insync.replicas": "2"} if factor == MAX_REPLICATION else {}
+    return factor, configs
 
 
 async def create_missing_topics(
@@ -15,7 +36,8 @@ async def create_missing_topics(
     partitions: int = PARTITIONS,
     credentials: KafkaCredentials | None = None,
 ) -> list[str]:
-    """Create every missing topic of `names`, once; returns the names created.
+    """Create every missing topic of `names`, once, replicated as `replication_for` says for
+    the brokers the cluster reports now; returns the names created.
 
     On a broker with ACLs, the principal sees (and may find missing) only the topics it may
     describe, and only `admin` may create: a service passes just the topics it uses, which
@@ -31,8 +53,13 @@ async def create_missing_topics(
         existing = set(await admin.list_topics())
         missing = [f"{prefix}{n}" for n in names if f"{prefix}{n}" not in existing]
         if missing:
+            cluster = await admin.describe_cluster()
+            factor, configs = replication_for(len(cluster["brokers"]))
             response = await admin.create_topics(
-                [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                [
+                    NewTopic(t, num_partitions=partitions, replication_factor=factor, topic_configs=configs)
+                    for t in missing
+                ]
             )
             for topic, code, *_ in response.topic_errors:
                 error = for_code(code)

@@ -10,30 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tally_contracts import CommandRejected, Envelope, MessageData
+from tally_contracts import CommandRejected, Envelope, MessageData, message_key
 from tally_messaging.db import DbConnection
 from tally_messaging.dead_letters import dead_letter_row
 from tally_messaging.outbox import OutboxRow, write_outbox
-
-
-class Rejected(Exception):
-    """A command broke a business rule: nothing it did is kept; CommandRejected is sent."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
-def message_key(envelope: Envelope[Any]) -> str:
-    """Kafka key: the customer, or for configuration messages their own id."""
-    if envelope.customer_id:
-        return envelope.customer_id
-    for name in ("price_list_id", "rule_set_id"):
-        value = getattr(envelope.data, name, None)
-        if isinstance(value, str):
-            return value
-    return "bill-run" if envelope.type == "RunBilling" else str(envelope.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,22 +6,25 @@ and publishes CreditGranted.
 """
 
 from decimal import Decimal
-from typing import Any
 
-from tally_contracts import Envelope, topics
+from tally_contracts import DomainError, Envelope, topics
 from tally_contracts.credits import CreditGranted, GrantCredit
 from tally_contracts.usage import UsageRecorded
-from tally_messaging import Delivery, Rejected, Service, ServiceSettings, Transaction
+from tally_messaging import Delivery, Service, ServiceSettings, Transaction
 
 
 def build(settings: ServiceSettings | None = None) -> Service:
     service = Service(
-        "probe", events_topic=topics.CREDITS_EVENTS, migrations_package="probe", settings=settings
+        "probe",
+        events_topic=topics.CREDITS_EVENTS,
+        default_http_port=8080,
+        migrations_package="probe",
+        settings=settings,
     )
 
     @service.handles(topics.CREDITS_COMMANDS, GrantCredit)
-    async def grant(message: Envelope[Any], tx: Transaction) -> None:
-        data: GrantCredit = message.data
+    async def grant(message: Envelope[GrantCredit], tx: Transaction) -> None:
+        data = message.data
         await tx.conn.execute(
             "insert into probe_applied (message_id, grant_id, amount) values ($1, $2, $3)",
             message.id,
@@ -29,7 +32,7 @@ def build(settings: ServiceSettings | None = None) -> Service:
             data.amount.amount,
         )
         if data.amount.amount <= Decimal(0):
-            raise Rejected("amount_not_positive", "A grant must be positive; send a positive amount.")
+            raise DomainError("amount_not_positive", "A grant must be positive; send a positive amount.")
         if data.reason == "bug":
             raise RuntimeError("a handler bug")
         tx.publish(
@@ -38,7 +41,7 @@ def build(settings: ServiceSettings | None = None) -> Service:
         )
 
     @service.handles_batch(topics.USAGE, UsageRecorded)
-    async def usage(batch: list[Delivery], tx: Transaction) -> None:
+    async def usage(batch: list[Delivery[UsageRecorded]], tx: Transaction) -> None:
         await tx.conn.executemany(
             "insert into probe_usage (message_id, batch_size) values ($1, $2)",
             [(d.envelope.id, len(batch)) for d in batch],

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tally_messaging.settings import DEFAULT_PORTS, ServiceSettings
+from pydantic import Field
+
+from tally_contracts.read_apis import default_read_api_url
+from tally_messaging.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[4]
 CONSOLE_PORT = 8085
@@ -22,6 +25,9 @@ def _local_dir() -> Path:
 
 
 class ConsoleSettings(ServiceSettings):
+    local_dir: Path | None = Field(default_factory=_local_dir)
+    """As the runtime's (TALLY_LOCAL_DIR), defaulting to the checkout's `.local`: the
+    console finds the local broker's passwords there."""
     console_host: str = "127.0.0.1"
     console_port: int = CONSOLE_PORT
     console_dir: Path | None = None
@@ -33,10 +39,10 @@ class ConsoleSettings(ServiceSettings):
     """Most records one page reads from Kafka; beyond it the page says it stopped early."""
     console_scan_seconds: float = 20.0
     """Longest time one page reads from Kafka (the same: it says it stopped early)."""
-    invoicing_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['invoicing']}"
-    rules_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['rules']}"
-    credits_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['credits']}"
-    payments_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['payments']}"
+    invoicing_url: str = default_read_api_url("invoicing")
+    rules_url: str = default_read_api_url("rules")
+    credits_url: str = default_read_api_url("credits")
+    payments_url: str = default_read_api_url("payments")
 
     def folder(self) -> Path:
         return self.console_dir or _local_dir() / "console"

@@ -11,29 +11,31 @@ from credits import handlers
 from credits.customer import Application
 from credits.store import CreditsStore, EntryRow, InvoiceRow, amount_text
 from tally_contracts import credits, invoicing, payments, topics
+from tally_contracts.read_apis import DEFAULT_READ_API_PORTS
 from tally_messaging import Service, ServiceSettings
 
 
 def build(settings: ServiceSettings | None = None) -> Service:
-    service = Service("credits", events_topic=topics.CREDITS_EVENTS, settings=settings)
+    service = Service(
+        "credits",
+        events_topic=topics.CREDITS_EVENTS,
+        default_http_port=DEFAULT_READ_API_PORTS["credits"],
+        settings=settings,
+    )
     service.consumes(topics.CREDITS_COMMANDS, topics.INVOICING_EVENTS, topics.PAYMENTS_EVENTS)
-    on_command = {
-        credits.GrantCredit: handlers.grant_credit,
-        credits.DeleteCreditEntry: handlers.delete_credit_entry,
-        credits.ChangeCreditCurrency: handlers.change_credit_currency,
-        credits.ApplyCredits: handlers.apply_credits,
-        credits.ExpireCredits: handlers.expire_credits,
-    }
-    service.handles_each(topics.CREDITS_COMMANDS, on_command)
+    commands = topics.CREDITS_COMMANDS
+    service.handles(commands, credits.GrantCredit)(handlers.grant_credit)
+    service.handles(commands, credits.DeleteCreditEntry)(handlers.delete_credit_entry)
+    service.handles(commands, credits.ChangeCreditCurrency)(handlers.change_credit_currency)
+    service.handles(commands, credits.ApplyCredits)(handlers.apply_credits)
+    service.handles(commands, credits.ExpireCredits)(handlers.expire_credits)
     service.handles(topics.INVOICING_EVENTS, invoicing.InvoiceFinalized)(handlers.finalize_invoice)
     service.handles(topics.INVOICING_EVENTS, invoicing.InvoiceVoided)(handlers.void_invoice)
-    on_payment = {
-        payments.PaymentRecorded: handlers.record_payment,
-        payments.PaymentReversed: handlers.reverse_payment,
-        payments.PromotionalCreditsDeducted: handlers.deduct_promotional,
-        payments.RefundRequested: handlers.refund,
-    }
-    service.handles_each(topics.PAYMENTS_EVENTS, on_payment)
+    paid = topics.PAYMENTS_EVENTS
+    service.handles(paid, payments.PaymentRecorded)(handlers.record_payment)
+    service.handles(paid, payments.PaymentReversed)(handlers.reverse_payment)
+    service.handles(paid, payments.PromotionalCreditsDeducted)(handlers.deduct_promotional)
+    service.handles(paid, payments.RefundRequested)(handlers.refund)
 
     @service.get("/customers/{customer_id}/balances")
     async def customer_balances(request: Request) -> Response:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from credits.customer import (
     Application,
     CreditLot,
-    CreditsError,
     CustomerLedger,
     Deduction,
     Invoice,
@@ -26,7 +25,7 @@ from credits.customer import (
     total_of,
 )
 from credits.ledger import LedgerEntry, Posting
-from tally_contracts import MessageData, Money
+from tally_contracts import DomainError, MessageData, Money
 from tally_contracts.credits import CreditBalanceChanged, InvoiceBalanceChanged
 from tally_contracts.money import MAX_ABS_TOTAL, within_total_limit
 
@@ -230,7 +229,7 @@ class Change:
 
 def _check_total(total: Money, what: str) -> None:
     if not within_total_limit(total.amount):
-        raise CreditsError(
+        raise DomainError(
             "total_over_limit",
             f"this would take the customer's {what} in {total.currency} to {total}, past the limit of "
             f"{MAX_ABS_TOTAL:,}; refund or apply part of it first",

@@ -26,15 +26,6 @@ RefundStatus = Literal["refunded", "declined"]
 PAYMENT_ORIGINS: tuple[LotOrigin, ...] = ("overpayment", "released_payment")
 
 
-class CreditsError(Exception):
-    """A business rule was broken; nothing changed. `code` is stable, `reason` is for a person."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
 LOWEST_PRIORITY = 50
 """A grant without a priority is spent as the last priority."""
 

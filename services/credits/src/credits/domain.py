@@ -7,7 +7,7 @@ what the message can still change, never the settled history), calls one operati
 the message's data and its `Cause` (message id and the envelope's `occurred_at` day),
 saves what `outcome.state` changed, appends `outcome.entries` and publishes
 `outcome.events`. An operation decides the same on the open items as on the whole ledger. A broken
-business rule raises `CreditsError(code, reason)` and changes nothing; the handler
+business rule raises `DomainError(code, reason)` and changes nothing; the handler
 answers a command with CommandRejected. Allocation rules are in `credits.allocation`,
 the chart of accounts in `credits.ledger`.
 
@@ -93,7 +93,6 @@ from credits.change import Cause, Outcome
 from credits.customer import (
     Application,
     CreditLot,
-    CreditsError,
     CustomerLedger,
     Deduction,
     Invoice,
@@ -117,7 +116,6 @@ __all__ = [
     "Application",
     "Cause",
     "CreditLot",
-    "CreditsError",
     "CustomerLedger",
     "Deduction",
     "Invoice",

@@ -9,7 +9,6 @@ from credits.allocation import finish, usable_grants
 from credits.change import Cause, Change, Outcome
 from credits.customer import (
     CreditLot,
-    CreditsError,
     CustomerLedger,
     Deduction,
     GrantScope,
@@ -18,7 +17,7 @@ from credits.customer import (
     total_of,
 )
 from credits.ledger import DEDUCTED, EXPIRED, MANUAL_ENTRIES, PROMO_ISSUED, balance_account, promo_account
-from tally_contracts import Money
+from tally_contracts import DomainError, Money
 from tally_contracts.credits import (
     ChangeCreditCurrency,
     CreditCurrencyChanged,
@@ -38,7 +37,7 @@ def grant_credit(state: CustomerLedger, command: GrantCredit, cause: Cause) -> O
     if _same_grant_exists(state, command, amount):
         return Outcome.unchanged(state)
     if amount.is_zero:
-        raise CreditsError("zero_amount", f"grant {command.grant_id} is for zero; send a non-zero amount")
+        raise DomainError("zero_amount", f"grant {command.grant_id} is for zero; send a non-zero amount")
     _check_total_after_grant(state, command, amount)
     change = Change(state, cause)
     if command.kind == "promotional":
@@ -88,7 +87,7 @@ def _same_grant_exists(state: CustomerLedger, command: GrantCredit, amount: Mone
         scope_of(command),
     )
     if recorded != asked:
-        raise CreditsError(
+        raise DomainError(
             "grant_conflict",
             f"grant {command.grant_id} already exists with other content; send a new grant_id",
         )
@@ -107,7 +106,7 @@ def _check_total_after_grant(state: CustomerLedger, command: GrantCredit, amount
     else:
         what, total = "credit balance", state.balance_available(amount.currency) + amount
     if not within_total_limit(total.amount):
-        raise CreditsError(
+        raise DomainError(
             "total_over_limit",
             f"the amount of grant {command.grant_id} ({amount}) would take the {what} to {total}, past "
             f"the limit of {MAX_ABS_TOTAL:,}; grant less",
@@ -116,12 +115,12 @@ def _check_total_after_grant(state: CustomerLedger, command: GrantCredit, amount
 
 def _grant_promotional(change: Change, command: GrantCredit, amount: Money) -> None:
     if amount.is_negative:
-        raise CreditsError(
+        raise DomainError(
             "negative_promotional_credit",
             f"promotional credit must be positive, not {amount}; deduct promotional credit instead",
         )
     if command.expires_at is not None and command.expires_at < change.cause.on:
-        raise CreditsError(
+        raise DomainError(
             "grant_already_expired",
             f"grant {command.grant_id} expires on {command.expires_at}, before {change.cause.on}; "
             "send a later expires_at",
@@ -152,20 +151,20 @@ def _grant_promotional(change: Change, command: GrantCredit, amount: Money) -> N
 
 def _grant_manual(change: Change, command: GrantCredit, amount: Money) -> None:
     if command.priority is not None or command.scope is not None:
-        raise CreditsError(
+        raise DomainError(
             "manual_entry_has_no_priority_or_scope",
             f"manual entry {command.grant_id} has a priority or a scope; the credit balance pays any "
             "invoice line, after promotional credit — send it without them or grant promotional credit",
         )
     if command.expires_at is not None:
-        raise CreditsError(
+        raise DomainError(
             "manual_entry_cannot_expire",
             f"manual entry {command.grant_id} has an expires_at; the credit balance does not expire, "
             "send it without expires_at or grant promotional credit",
         )
     available = change.balance_available(amount.currency)
     if amount.is_negative and available + amount < Money.zero(amount.currency):
-        raise CreditsError(
+        raise DomainError(
             "insufficient_credit",
             f"manual entry {command.grant_id} of {amount} would take the credit balance of {available} "
             "below zero; enter at most the balance",
@@ -196,7 +195,7 @@ def delete_credit_entry(state: CustomerLedger, command: DeleteCreditEntry, cause
         if grant.status == "deleted":
             return Outcome.unchanged(state)
         if grant.remaining != grant.amount:
-            raise CreditsError(
+            raise DomainError(
                 "credit_entry_used",
                 f"grant {grant.grant_id} is used: only {grant.remaining} of {grant.amount} is left; "
                 "an entry can be deleted only while no part of it is used — deduct the rest instead",
@@ -212,13 +211,13 @@ def delete_credit_entry(state: CustomerLedger, command: DeleteCreditEntry, cause
         if lot.status == "deleted":
             return Outcome.unchanged(state)
         if lot.amount.is_negative:
-            raise CreditsError(
+            raise DomainError(
                 "credit_entry_used",
                 f"manual entry {command.grant_id} of {lot.amount} has already reduced the credit balance; "
                 f"grant a manual entry of {-lot.amount} to undo it",
             )
         if lot.remaining != lot.amount:
-            raise CreditsError(
+            raise DomainError(
                 "credit_entry_used",
                 f"manual entry {command.grant_id} is used: only {lot.remaining} of {lot.amount} is left; "
                 f"an entry can be deleted only while no part of it is used — enter a negative manual entry instead",
@@ -234,8 +233,8 @@ def delete_credit_entry(state: CustomerLedger, command: DeleteCreditEntry, cause
     return finish(change)
 
 
-def _unknown_entry(grant_id: str) -> CreditsError:
-    return CreditsError(
+def _unknown_entry(grant_id: str) -> DomainError:
+    return DomainError(
         "unknown_credit_entry", f"no credit entry {grant_id!r} for this customer; check the grant_id"
     )
 
@@ -244,24 +243,24 @@ def change_credit_currency(state: CustomerLedger, command: ChangeCreditCurrency,
     grant = state.grant(command.grant_id)
     if grant is None:
         if state.lot(manual_lot_id(command.grant_id)) is not None:
-            raise CreditsError(
+            raise DomainError(
                 "not_promotional",
                 f"{command.grant_id} is a manual entry; delete it and grant a new one in {command.currency}",
             )
         raise _unknown_entry(command.grant_id)
     if grant.status == "deleted":
-        raise CreditsError("credit_entry_deleted", f"grant {grant.grant_id} was deleted; grant a new one")
+        raise DomainError("credit_entry_deleted", f"grant {grant.grant_id} was deleted; grant a new one")
     if grant.currency == command.currency:
-        raise CreditsError("same_currency", f"grant {grant.grant_id} is already in {command.currency}")
+        raise DomainError("same_currency", f"grant {grant.grant_id} is already in {command.currency}")
     if grant.remaining != grant.amount:
-        raise CreditsError(
+        raise DomainError(
             "credit_entry_used",
             f"grant {grant.grant_id} is used ({grant.remaining} of {grant.amount} left); "
             "only an unused grant can change currency — deduct the rest and grant a new one",
         )
     product = Money.computed(grant.amount.amount * command.rate, command.currency)
     if not within_amount_limit(product.amount) or not within_amount_limit(product.rounded().amount):
-        raise CreditsError(
+        raise DomainError(
             "amount_over_limit",
             f"rate {command.rate} would make grant {grant.grant_id} of {grant.amount} worth "
             f"{format(product.amount, ',f')} {command.currency}, past the limit of {MAX_ABS_AMOUNT:,} "
@@ -269,7 +268,7 @@ def change_credit_currency(state: CustomerLedger, command: ChangeCreditCurrency,
         )
     converted = product.rounded()
     if not converted.is_positive:
-        raise CreditsError(
+        raise DomainError(
             "amount_too_small",
             f"{grant.amount} at {command.rate} is {converted}, nothing in {command.currency}; check the rate",
         )
@@ -312,7 +311,7 @@ def deduct_promotional(state: CustomerLedger, event: PromotionalCreditsDeducted,
         return Outcome.unchanged(state)
     amount = event.amount.rounded()
     if not amount.is_positive:
-        raise CreditsError(
+        raise DomainError(
             "amount_not_positive", f"deduction {event.deduction_id} must be positive, not {amount}"
         )
     change = Change(state, cause)
@@ -322,7 +321,7 @@ def deduct_promotional(state: CustomerLedger, event: PromotionalCreditsDeducted,
         grants = usable_grants(change, amount.currency, cause.on)
     available = total_of((g.remaining for g in grants), amount.currency)
     if available < amount:
-        raise CreditsError(
+        raise DomainError(
             "insufficient_promotional_credit",
             f"deduction {event.deduction_id} of {amount} is more than the {available} of usable "
             "promotional credit; deduct at most that",
@@ -346,11 +345,11 @@ def _deductible_grant(state: CustomerLedger, grant_id: str, amount: Money, cause
     if grant is None or grant.status != "active":
         raise _unknown_entry(grant_id)
     if grant.currency != amount.currency:
-        raise CreditsError(
+        raise DomainError(
             "currency_mismatch", f"grant {grant_id} is in {grant.currency}; deduct in {grant.currency}"
         )
     if not grant.usable_on(cause.on):
-        raise CreditsError(
+        raise DomainError(
             "grant_expired", f"grant {grant_id} expired on {grant.expires_at}; nothing to deduct"
         )
     return grant

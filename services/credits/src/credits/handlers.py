@@ -4,7 +4,7 @@ Every handler runs inside the runtime's transaction, which already holds the adv
 lock of the message's key (the customer); the customer row is also read FOR UPDATE. Only
 the customer's open items (and the records the message names) are loaded, and only what
 the operation changed is written (`credits.open_items`). A broken business rule
-(`CreditsError`) changes nothing: a command is answered by CommandRejected, another
+(`DomainError`) changes nothing: a command is answered by CommandRejected, another
 service's event goes to the DLQ with the reason — except a deduction
 (PromotionalCreditsDeducted), which payments asked for on a person's behalf: credits
 answers it with CommandRejected on `credits.events`, correlated with the
@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from credits import domain
 from credits.change import Cause, Outcome
-from credits.customer import CreditsError, CustomerLedger
+from credits.customer import CustomerLedger
 from credits.open_items import changes, wanted_by
 from credits.store import CreditsStore
-from tally_contracts import Envelope
-from tally_messaging import Rejected, Transaction
-from tally_messaging.processing import Handler
+from tally_contracts import DomainError, Envelope, MessageData
+from tally_contracts.payments import PromotionalCreditsDeducted
+from tally_messaging import MessageHandler, Transaction
 
-Operation = Callable[[CustomerLedger, Any, Cause], Outcome]
+M = TypeVar("M", bound=MessageData)
+Operation = Callable[[CustomerLedger, M, Cause], Outcome]
+"""A domain function deciding what a message of type `M` does to the customer's ledger."""
 
 
 def cause_of(message: Envelope[Any]) -> Cause:
@@ -36,19 +38,16 @@ def cause_of(message: Envelope[Any]) -> Cause:
 
 def _customer_id(message: Envelope[Any]) -> str:
     if not message.customer_id:
-        raise Rejected("customer_id_missing", f"{message.type} needs the envelope's customer_id")
+        raise DomainError("customer_id_missing", f"{message.type} needs the envelope's customer_id")
     return message.customer_id
 
 
-async def _run(message: Envelope[Any], tx: Transaction, operation: Operation) -> None:
+async def _run(message: Envelope[M], tx: Transaction, operation: Operation[M]) -> None:
     customer_id = _customer_id(message)
     store = CreditsStore(tx.conn)
     state = await store.load(customer_id, wanted_by(message.data))
     cause = cause_of(message)
-    try:
-        outcome = operation(state, message.data, cause)
-    except CreditsError as error:
-        raise Rejected(error.code, error.reason) from None
+    outcome = operation(state, message.data, cause)  # a DomainError is answered by the runtime
     await _save_and_publish(store, tx, message, cause, state, outcome)
 
 
@@ -73,8 +72,10 @@ async def _save_and_publish(
         tx.publish(message, event, customer_id=outcome.state.customer_id)
 
 
-def _handler(operation: Operation) -> Handler:
-    async def handle(message: Envelope[Any], tx: Transaction) -> None:
+def _handler(operation: Operation[M]) -> MessageHandler[M]:
+    """The handler of `M` messages that runs `operation` on the customer's ledger."""
+
+    async def handle(message: Envelope[M], tx: Transaction) -> None:
         await _run(message, tx, operation)
 
     handle.__name__ = handle.__qualname__ = operation.__name__
@@ -99,7 +100,7 @@ reverse_payment = _handler(domain.reverse_payment)
 refund = _handler(domain.refund)
 
 
-async def deduct_promotional(message: Envelope[Any], tx: Transaction) -> None:
+async def deduct_promotional(message: Envelope[PromotionalCreditsDeducted], tx: Transaction) -> None:
     """A deduction payments recorded: taken off promotional credit, or answered with
     CommandRejected (more than there is, an unknown grant) and nothing changed."""
     customer_id = _customer_id(message)
@@ -108,7 +109,7 @@ async def deduct_promotional(message: Envelope[Any], tx: Transaction) -> None:
     cause = cause_of(message)
     try:
         outcome = domain.deduct_promotional(state, message.data, cause)
-    except CreditsError as error:
+    except DomainError as error:
         tx.reject(message, error.code, error.reason)
         return
     await _save_and_publish(store, tx, message, cause, state, outcome)

@@ -6,8 +6,9 @@ from dataclasses import replace
 
 from credits.allocation import allocate_payment, finish, record_shortfall, release, settle, withdraw_lot
 from credits.change import Cause, Change, Outcome
-from credits.customer import CreditLot, CreditsError, CustomerLedger, Invoice, InvoiceLine
+from credits.customer import CreditLot, CustomerLedger, Invoice, InvoiceLine
 from credits.ledger import BILLED, balance_account, invoice_account
+from tally_contracts import DomainError
 from tally_contracts.credits import NegativeInvoiceTransferred
 from tally_contracts.invoicing import InvoiceFinalized, InvoiceVoided
 from tally_contracts.money import MAX_ABS_TOTAL, within_total_limit
@@ -18,7 +19,7 @@ def finalize_invoice(state: CustomerLedger, event: InvoiceFinalized, cause: Caus
     the payments parked for it, then from credit."""
     total = event.total.rounded()
     if not within_total_limit(total.amount):
-        raise CreditsError(
+        raise DomainError(
             "total_over_limit",
             f"invoice {event.invoice_id}: total {event.total} rounds to {total}, past the limit of "
             f"{MAX_ABS_TOTAL:,}; split it into smaller invoices",
@@ -27,7 +28,7 @@ def finalize_invoice(state: CustomerLedger, event: InvoiceFinalized, cause: Caus
     if existing is not None:
         if existing.total == total:
             return Outcome.unchanged(state)
-        raise CreditsError(
+        raise DomainError(
             "invoice_conflict",
             f"invoice {event.invoice_id} was posted with total {existing.total}, now {total}",
         )

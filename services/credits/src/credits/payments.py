@@ -14,9 +14,9 @@ from credits.allocation import (
     withdraw_lot,
 )
 from credits.change import Cause, Change, Outcome
-from credits.customer import PAYMENT_ORIGINS, CreditsError, CustomerLedger, Payment, Refund
+from credits.customer import PAYMENT_ORIGINS, CustomerLedger, Payment, Refund
 from credits.ledger import PAYMENTS_RECEIVED, REFUNDS_PAID, payment_account
-from tally_contracts import Money
+from tally_contracts import DomainError, Money
 from tally_contracts.credits import CreditRefunded, RefundDeclined
 from tally_contracts.payments import PaymentRecorded, PaymentReversed, RefundRequested
 
@@ -28,11 +28,9 @@ def record_payment(state: CustomerLedger, event: PaymentRecorded, cause: Cause) 
     if existing is not None:
         if (existing.amount, existing.invoice_id) == (amount, event.invoice_id):
             return Outcome.unchanged(state)
-        raise CreditsError("payment_conflict", f"payment {event.payment_id} was recorded with other content")
+        raise DomainError("payment_conflict", f"payment {event.payment_id} was recorded with other content")
     if not amount.is_positive:
-        raise CreditsError(
-            "amount_not_positive", f"payment {event.payment_id} must be positive, not {amount}"
-        )
+        raise DomainError("amount_not_positive", f"payment {event.payment_id} must be positive, not {amount}")
     change = Change(state, cause)
     parked = event.invoice_id is not None and event.invoice_id not in change.invoices
     payment = Payment(
@@ -53,7 +51,7 @@ def reverse_payment(state: CustomerLedger, event: PaymentReversed, cause: Cause)
     """Take the payment back from wherever it went; what was refunded becomes a shortfall."""
     payment = state.payment(event.payment_id)
     if payment is None:
-        raise CreditsError(
+        raise DomainError(
             "unknown_payment", f"payment {event.payment_id!r} was never recorded for this customer"
         )
     if payment.status == "reversed":

@@ -1,6 +1,6 @@
 """Decisions about a customer's account: its currency, subscriptions and one-time charges.
 Pure: the customer's open items and a command in, what to save out; a broken rule raises
-InvoicingError and changes nothing.
+DomainError and changes nothing.
 
 The state is the customer's *open* items only: its pending period invoices, the usage on
 them, the subscriptions that can still bill one of them, and the charges waiting for the
@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from invoicing.closing import Closing, PendingCharge, closing
-from invoicing.errors import InvoicingError
 from invoicing.invoices import (
     InvoiceState,
     check_currency_change,
@@ -26,7 +25,7 @@ from invoicing.invoices import (
 from invoicing.periods import period_of
 from invoicing.rating import UsageDelta
 from invoicing.subscriptions import Subscription, cancelled
-from tally_contracts import Money
+from tally_contracts import DomainError, Money
 from tally_contracts.invoicing import AddCharge, CancelSubscription, CreateSubscription, UpsertCustomer
 
 
@@ -98,7 +97,7 @@ def create_subscription(
     period = period_of(cmd.starts_on, customer.billing_day)
     open_invoices.check_takes(cmd.fee, "fee")
     if existing is not None:
-        raise InvoicingError("duplicate_subscription", f"subscription {cmd.subscription_id!r} already exists")
+        raise DomainError("duplicate_subscription", f"subscription {cmd.subscription_id!r} already exists")
     subscription = Subscription(cmd.subscription_id, cmd.name, cmd.fee, cmd.starts_on)
     return NewSubscription(subscription, None if first_period_invoiced else period)
 
@@ -106,7 +105,7 @@ def create_subscription(
 def cancel_subscription(existing: Subscription | None, cmd: CancelSubscription) -> Subscription:
     """The subscription ending on `cmd.ends_on` (its last day billed)."""
     if existing is None:
-        raise InvoicingError(
+        raise DomainError(
             "unknown_subscription", f"subscription {cmd.subscription_id!r} is not known for this customer"
         )
     return cancelled(existing, cmd.ends_on)
@@ -118,7 +117,7 @@ def cancel_subscription(existing: Subscription | None, cmd: CancelSubscription) 
 def _check_new_charge(customer: Customer, charge_id_used: bool, cmd: AddCharge) -> None:
     check_same_currency("charge", cmd.amount, customer.currency)
     if charge_id_used:
-        raise InvoicingError(
+        raise DomainError(
             "duplicate_charge",
             f"charge {cmd.charge_id!r} was already added for this customer; use a new charge_id",
         )

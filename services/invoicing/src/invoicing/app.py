@@ -9,26 +9,31 @@ from starlette.responses import JSONResponse, Response
 
 from invoicing import billing, handlers, ingest
 from invoicing.store import InvoiceRow, InvoicingStore
+from invoicing.usage_decoder import parse_usage_message
 from tally_contracts import Line, credits, invoicing, rules, topics, usage
+from tally_contracts.read_apis import DEFAULT_READ_API_PORTS
 from tally_messaging import Service, ServiceSettings
 
 
 def build(settings: ServiceSettings | None = None) -> Service:
-    service = Service("invoicing", events_topic=topics.INVOICING_EVENTS, settings=settings)
+    service = Service(
+        "invoicing",
+        events_topic=topics.INVOICING_EVENTS,
+        default_http_port=DEFAULT_READ_API_PORTS["invoicing"],
+        settings=settings,
+    )
     service.consumes(topics.USAGE, topics.INVOICING_COMMANDS, topics.RULES_EVENTS, topics.CREDITS_EVENTS)
-    service.handles_batch(topics.USAGE, usage.UsageRecorded)(ingest.record_usage)
-    on_command = {
-        invoicing.UpsertCustomer: handlers.upsert_customer,
-        invoicing.PutPriceList: handlers.put_price_list,
-        invoicing.CreateSubscription: handlers.create_subscription,
-        invoicing.CancelSubscription: handlers.cancel_subscription,
-        invoicing.AddCharge: handlers.add_charge,
-        invoicing.RunBilling: billing.run_billing,
-        invoicing.CloseInvoice: billing.close_invoice,
-        invoicing.VoidInvoice: handlers.void_invoice,
-        invoicing.RegenerateInvoice: handlers.regenerate_invoice,
-    }
-    service.handles_each(topics.INVOICING_COMMANDS, on_command)
+    service.handles_batch(topics.USAGE, usage.UsageRecorded, decode=parse_usage_message)(ingest.record_usage)
+    commands = topics.INVOICING_COMMANDS
+    service.handles(commands, invoicing.UpsertCustomer)(handlers.upsert_customer)
+    service.handles(commands, invoicing.PutPriceList)(handlers.put_price_list)
+    service.handles(commands, invoicing.CreateSubscription)(handlers.create_subscription)
+    service.handles(commands, invoicing.CancelSubscription)(handlers.cancel_subscription)
+    service.handles(commands, invoicing.AddCharge)(handlers.add_charge)
+    service.handles(commands, invoicing.RunBilling)(billing.run_billing)
+    service.handles(commands, invoicing.CloseInvoice)(billing.close_invoice)
+    service.handles(commands, invoicing.VoidInvoice)(handlers.void_invoice)
+    service.handles(commands, invoicing.RegenerateInvoice)(handlers.regenerate_invoice)
     service.handles(topics.RULES_EVENTS, rules.InvoiceAdjusted)(handlers.finalize)
     service.handles(topics.CREDITS_EVENTS, credits.InvoiceBalanceChanged)(handlers.balance_changed)
 

@@ -12,21 +12,19 @@ answered with CommandRejected and the same code (`close_failed` for an unexpecte
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Any
 
 from invoicing.closing import check_closable
-from invoicing.errors import InvoicingError
-from invoicing.lifecycle import HeldEvents, close_period_invoice, owned_invoice, rule_breaks_rejected
+from invoicing.lifecycle import HeldEvents, close_period_invoice, owned_invoice
 from invoicing.store import InvoiceRow, InvoicingStore
-from tally_contracts import Envelope
+from tally_contracts import DomainError, Envelope
 from tally_contracts.invoicing import CloseInvoice, InvoiceCloseFailed, RunBilling
-from tally_messaging import Rejected, Transaction
+from tally_messaging import Transaction
 from tally_messaging.processing import INFRASTRUCTURE_ERRORS
 from tally_messaging.transaction import describe_exception
 
 
-async def run_billing(message: Envelope[Any], tx: Transaction) -> None:
-    data: RunBilling = message.data
+async def run_billing(message: Envelope[RunBilling], tx: Transaction) -> None:
+    data = message.data
     store = InvoicingStore(tx.conn)
     due = await store.due_pending_invoices(data.as_of, message.customer_id)
     await tx.lock_keys(i.customer_id for i in due)
@@ -35,7 +33,11 @@ async def run_billing(message: Envelope[Any], tx: Transaction) -> None:
 
 
 async def _bill_customer(
-    store: InvoicingStore, tx: Transaction, message: Envelope[Any], customer_id: str, due: list[InvoiceRow]
+    store: InvoicingStore,
+    tx: Transaction,
+    message: Envelope[RunBilling],
+    customer_id: str,
+    due: list[InvoiceRow],
 ) -> None:
     held = HeldEvents()
     current = due[0]
@@ -45,7 +47,7 @@ async def _bill_customer(
                 await close_period_invoice(store, held, message, current)
     except INFRASTRUCTURE_ERRORS:
         raise
-    except InvoicingError as error:
+    except DomainError as error:
         _report_not_closed(tx, message, current, error.code, error.reason)
     except Exception as error:  # a bug in one customer's data must not stop the others
         _report_not_closed(tx, message, current, "close_failed", describe_exception(error))
@@ -54,9 +56,9 @@ async def _bill_customer(
 
 
 def _report_not_closed(
-    tx: Transaction, message: Envelope[Any], invoice: InvoiceRow, code: str, reason: str
+    tx: Transaction, message: Envelope[RunBilling], invoice: InvoiceRow, code: str, reason: str
 ) -> None:
-    data: RunBilling = message.data
+    data = message.data
     tx.publish(
         message,
         InvoiceCloseFailed(
@@ -69,9 +71,8 @@ def _report_not_closed(
     )
 
 
-@rule_breaks_rejected
-async def close_invoice(message: Envelope[Any], tx: Transaction) -> None:
-    data: CloseInvoice = message.data
+async def close_invoice(message: Envelope[CloseInvoice], tx: Transaction) -> None:
+    data = message.data
     store = InvoicingStore(tx.conn)
     invoice = await owned_invoice(store, data.invoice_id, message)
     check_closable(invoice.state())
@@ -79,9 +80,9 @@ async def close_invoice(message: Envelope[Any], tx: Transaction) -> None:
         await close_period_invoice(store, tx, message, invoice)
     except INFRASTRUCTURE_ERRORS:
         raise
-    except InvoicingError:
-        raise  # answered with its own code by rule_breaks_rejected
+    except DomainError:
+        raise  # answered with its own code by the runtime
     except Exception as error:  # as in a bill run: the invoice stays pending, the code says why
-        raise Rejected(
+        raise DomainError(
             "close_failed", f"invoice {invoice.invoice_id} was not closed: {describe_exception(error)}"
         ) from error

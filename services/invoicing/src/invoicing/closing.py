@@ -1,6 +1,6 @@
 """What an invoice closes with: a period invoice at its bill run, a regeneration of a voided
 invoice. Pure: the invoice and what is billed on it in, the lines and subtotal out; a line
-or subtotal that breaks a rule raises InvoicingError and nothing is closed."""
+or subtotal that breaks a rule raises DomainError and nothing is closed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from invoicing.errors import InvoicingError
 from invoicing.invoices import (
     InvoiceState,
     one_time_line,
@@ -21,7 +20,7 @@ from invoicing.invoices import (
 from invoicing.periods import next_period
 from invoicing.rating import UsageDelta
 from invoicing.subscriptions import Subscription, subscription_lines
-from tally_contracts import Line, Money
+from tally_contracts import DomainError, Line, Money
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +50,7 @@ def closing(invoice: InvoiceState, lines: Iterable[Line]) -> Closing:
 def check_closable(invoice: InvoiceState) -> None:
     """Only a pending invoice is closed on demand (CloseInvoice)."""
     if invoice.status != "pending":
-        raise InvoicingError(
+        raise DomainError(
             f"invoice_{invoice.status}", f"invoice {invoice.invoice_id} is already {invoice.status}"
         )
 
@@ -85,7 +84,7 @@ def regenerate(old: InvoiceState, regeneration: str | None, old_lines: Iterable[
     adjustments); its id follows from the voided one, so it is made once."""
     require_status(old, ("voided",), "regenerated")
     if regeneration is not None:
-        raise InvoicingError(
+        raise DomainError(
             "already_regenerated", f"invoice {old.invoice_id} was already regenerated as {regeneration}"
         )
     invoice = InvoiceState(

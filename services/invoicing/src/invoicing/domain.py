@@ -5,7 +5,7 @@ A handler loads the customer's open items (never its posted history), calls one 
 and saves and publishes what it returns: `accounts` (customers, subscriptions, charges),
 `usage_placement` (which invoice a usage goes on), `closing` (what an invoice closes
 with), `posting` (post, void, paid). A broken business rule raises
-`InvoicingError(code, reason)` and changes nothing; the handler answers a command with
+`DomainError(code, reason)` and changes nothing; the handler answers a command with
 CommandRejected and dead-letters an event. The values they share are in `periods`,
 `rating`, `subscriptions` and `invoices`; this module names them all.
 
@@ -48,7 +48,6 @@ Rules this module enforces (documented for billing teams):
   `date_out_of_range`, never raised as a bug.
 """
 
-from invoicing.errors import InvoicingError
 from invoicing.invoices import (
     CHARGE_KINDS,
     INVOICE_ID_NAMESPACE,
@@ -92,7 +91,6 @@ __all__ = [
     "UNIT_PRICE_PLACES",
     "InvoiceState",
     "InvoiceSums",
-    "InvoicingError",
     "PriceList",
     "RatedUsage",
     "Subscription",

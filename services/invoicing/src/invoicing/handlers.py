@@ -16,12 +16,11 @@ from invoicing.lifecycle import (
     open_invoice,
     open_period,
     owned_invoice,
-    rule_breaks_rejected,
     status_changed,
 )
 from invoicing.periods import period_of
 from invoicing.store import InvoicingStore
-from tally_contracts import Envelope
+from tally_contracts import DomainError, Envelope
 from tally_contracts.credits import InvoiceBalanceChanged
 from tally_contracts.invoicing import (
     AddCharge,
@@ -40,7 +39,7 @@ from tally_contracts.invoicing import (
     VoidInvoice,
 )
 from tally_contracts.rules import InvoiceAdjusted
-from tally_messaging import Rejected, Transaction
+from tally_messaging import Transaction
 
 
 def _message_day(message: Envelope[Any]) -> dt.date:
@@ -63,12 +62,11 @@ async def _open_invoices(store: InvoicingStore, customer: Customer) -> OpenInvoi
 # -- customers, prices, subscriptions, charges -------------------------------------
 
 
-@rule_breaks_rejected
-async def upsert_customer(message: Envelope[Any], tx: Transaction) -> None:
-    data: UpsertCustomer = message.data
+async def upsert_customer(message: Envelope[UpsertCustomer], tx: Transaction) -> None:
+    data = message.data
     store = InvoicingStore(tx.conn)
     if not message.customer_id:
-        raise Rejected("customer_id_missing", "UpsertCustomer needs the envelope's customer_id")
+        raise DomainError("customer_id_missing", "UpsertCustomer needs the envelope's customer_id")
     existing = await store.customer(message.customer_id)
     open_count = await store.open_invoice_count(message.customer_id) if existing is not None else 0
     customer = accounts.upsert_customer(existing, open_count, message.customer_id, data)
@@ -76,15 +74,14 @@ async def upsert_customer(message: Envelope[Any], tx: Transaction) -> None:
     tx.publish(message, CustomerUpserted(**data.model_dump()))
 
 
-async def put_price_list(message: Envelope[Any], tx: Transaction) -> None:
-    data: PutPriceList = message.data
+async def put_price_list(message: Envelope[PutPriceList], tx: Transaction) -> None:
+    data = message.data
     await InvoicingStore(tx.conn).put_price_list(data.price_list_id, data.prices)
     tx.publish(message, PriceListChanged(price_list_id=data.price_list_id, prices=len(data.prices)))
 
 
-@rule_breaks_rejected
-async def create_subscription(message: Envelope[Any], tx: Transaction) -> None:
-    data: CreateSubscription = message.data
+async def create_subscription(message: Envelope[CreateSubscription], tx: Transaction) -> None:
+    data = message.data
     store = InvoicingStore(tx.conn)
     customer = await known_customer(store, message)
     first_period, _ = period_of(data.starts_on, customer.billing_day)
@@ -101,9 +98,8 @@ async def create_subscription(message: Envelope[Any], tx: Transaction) -> None:
     tx.publish(message, SubscriptionCreated(**data.model_dump()))
 
 
-@rule_breaks_rejected
-async def cancel_subscription(message: Envelope[Any], tx: Transaction) -> None:
-    data: CancelSubscription = message.data
+async def cancel_subscription(message: Envelope[CancelSubscription], tx: Transaction) -> None:
+    data = message.data
     store = InvoicingStore(tx.conn)
     customer = await known_customer(store, message)
     ended = accounts.cancel_subscription(
@@ -113,9 +109,8 @@ async def cancel_subscription(message: Envelope[Any], tx: Transaction) -> None:
     tx.publish(message, SubscriptionCancelled(**data.model_dump()))
 
 
-@rule_breaks_rejected
-async def add_charge(message: Envelope[Any], tx: Transaction) -> None:
-    data: AddCharge = message.data
+async def add_charge(message: Envelope[AddCharge], tx: Transaction) -> None:
+    data = message.data
     store = InvoicingStore(tx.conn)
     customer = await known_customer(store, message)
     used = await store.charge_id_used(customer.customer_id, data.charge_id)
@@ -141,10 +136,9 @@ async def add_charge(message: Envelope[Any], tx: Transaction) -> None:
 # -- finalisation, void, regenerate, status ----------------------------------------
 
 
-@rule_breaks_rejected
-async def finalize(message: Envelope[Any], tx: Transaction) -> None:
+async def finalize(message: Envelope[InvoiceAdjusted], tx: Transaction) -> None:
     """The rules service answered for a closed invoice: append adjustments and post it."""
-    data: InvoiceAdjusted = message.data
+    data = message.data
     store = InvoicingStore(tx.conn)
     invoice = await store.invoice(data.invoice_id, for_update=True)
     charges = await store.lines(invoice.invoice_id, invoice.currency) if invoice is not None else []
@@ -175,9 +169,8 @@ async def finalize(message: Envelope[Any], tx: Transaction) -> None:
     status_changed(tx, message, state, "posted")
 
 
-@rule_breaks_rejected
-async def void_invoice(message: Envelope[Any], tx: Transaction) -> None:
-    data: VoidInvoice = message.data
+async def void_invoice(message: Envelope[VoidInvoice], tx: Transaction) -> None:
+    data = message.data
     store = InvoicingStore(tx.conn)
     invoice = (await owned_invoice(store, data.invoice_id, message)).state()
     amount_due = posting.void(invoice)
@@ -190,9 +183,8 @@ async def void_invoice(message: Envelope[Any], tx: Transaction) -> None:
     status_changed(tx, message, invoice, "voided")
 
 
-@rule_breaks_rejected
-async def regenerate_invoice(message: Envelope[Any], tx: Transaction) -> None:
-    data: RegenerateInvoice = message.data
+async def regenerate_invoice(message: Envelope[RegenerateInvoice], tx: Transaction) -> None:
+    data = message.data
     store = InvoicingStore(tx.conn)
     old = (await owned_invoice(store, data.invoice_id, message)).state()
     decided = closing.regenerate(
@@ -206,9 +198,9 @@ async def regenerate_invoice(message: Envelope[Any], tx: Transaction) -> None:
     await store.move_usage(old.invoice_id, decided.invoice.invoice_id)  # billed by the new lines now
 
 
-async def balance_changed(message: Envelope[Any], tx: Transaction) -> None:
+async def balance_changed(message: Envelope[InvoiceBalanceChanged], tx: Transaction) -> None:
     """The credits service's view of an invoice: mark it paid, or open again."""
-    data: InvoiceBalanceChanged = message.data
+    data = message.data
     store = InvoicingStore(tx.conn)
     invoice = await store.invoice(data.invoice_id, for_update=True)
     update = posting.balance_update(invoice.state() if invoice is not None else None, data)

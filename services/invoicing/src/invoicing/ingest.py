@@ -14,7 +14,6 @@ import datetime as dt
 from typing import Any
 
 from invoicing.accounts import Customer
-from invoicing.errors import InvoicingError
 from invoicing.invoices import InvoiceState, open_invoice_sums
 from invoicing.lifecycle import open_period
 from invoicing.periods import period_of
@@ -22,7 +21,8 @@ from invoicing.rating import InvoiceSums, PriceList, UsageDelta, fold_usage, rat
 from invoicing.store import InvoicingStore, UsagePlacement
 from invoicing.subscriptions import Subscription
 from invoicing.usage_placement import CustomerPeriods, UsageTarget, usage_target
-from tally_contracts import Envelope, Money
+from tally_contracts import DomainError, Envelope, Money
+from tally_contracts.usage import UsageRecorded
 from tally_messaging import Delivery, Transaction
 
 
@@ -54,7 +54,9 @@ class _OpenSums:
         return found
 
 
-def _usage_periods(batch: list[Delivery], customers: dict[str, Customer]) -> set[tuple[str, dt.date]]:
+def _usage_periods(
+    batch: list[Delivery[UsageRecorded]], customers: dict[str, Customer]
+) -> set[tuple[str, dt.date]]:
     """(customer, period start) of each usage of known customers whose date has a period."""
     found = set()
     for delivery in batch:
@@ -65,13 +67,13 @@ def _usage_periods(batch: list[Delivery], customers: dict[str, Customer]) -> set
             start, _ = period_of(
                 delivery.envelope.occurred_at.astimezone(dt.UTC).date(), customer.billing_day
             )
-        except InvoicingError:
+        except DomainError:
             continue  # dead-lettered with its reason below
         found.add((customer.customer_id, start))
     return found
 
 
-async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
+async def record_usage(batch: list[Delivery[UsageRecorded]], tx: Transaction) -> None:
     """Rate and aggregate a batch of usage into invoice lines: one upsert per line.
 
     Loads the batch's customers' open items only: their pending invoices and the usage on
@@ -126,7 +128,7 @@ async def record_usage(batch: list[Delivery], tx: Transaction) -> None:
             open_sums = sums.of(customer, invoice_id, target.start, target.end)
             line_id = fold_usage(deltas, open_sums, rated, target.late)
             placements.append(UsagePlacement(customer.customer_id, message.id, invoice_id, line_id))
-        except InvoicingError as error:
+        except DomainError as error:
             tx.dead_letter(delivery.record, f"{error.code}: {error.reason}")
     await store.add_usage(deltas.values())
     await store.place_usage(placements)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from invoicing.errors import InvoicingError, over_total_cap
+from invoicing.errors import over_total_cap
 from invoicing.rating import (
     EXACT,
     MAX_LINE_QUANTITY,
@@ -20,7 +20,7 @@ from invoicing.rating import (
     informational_unit_price,
 )
 from invoicing.subscriptions import Subscription, prorated_fee
-from tally_contracts import Line, Money
+from tally_contracts import DomainError, Line, Money
 from tally_contracts.money import MAX_ABS_AMOUNT, within_total_limit
 
 INVOICE_ID_NAMESPACE = uuid.UUID("5b0f2a52-6f53-4d0e-9a55-7a11e0000001")
@@ -63,7 +63,7 @@ class InvoiceState:
 def usage_line(delta_line: UsageDelta, currency: str) -> Line:
     """The line a usage aggregate closes as; its unit price is informational (module rules)."""
     if delta_line.quantity.copy_abs() >= MAX_LINE_QUANTITY:
-        raise InvoicingError(
+        raise DomainError(
             "quantity_over_cap",
             f"quantity: line {delta_line.line_id} of invoice {delta_line.invoice_id} adds up to"
             f" {delta_line.quantity:f} {delta_line.unit}, not below the cap of {MAX_LINE_QUANTITY:,}",
@@ -123,7 +123,7 @@ def subtotal(lines: Iterable[Line], currency: str) -> Money:
 def require_status(invoice: InvoiceState, allowed: tuple[str, ...], action: str) -> None:
     if invoice.status not in allowed:
         wanted = " or ".join(allowed)
-        raise InvoicingError(
+        raise DomainError(
             f"invoice_{invoice.status}",
             f"invoice {invoice.invoice_id} is {invoice.status}; only a {wanted} invoice can be {action}",
         )
@@ -150,7 +150,7 @@ def one_time_line(charge_id: str, description: str, amount: Money) -> Line:
 def check_currency_change(current: str | None, wanted: str, open_invoices: int) -> None:
     """A customer's currency changes only when no pending or closed invoice is in the old one."""
     if current is not None and current != wanted and open_invoices:
-        raise InvoicingError(
+        raise DomainError(
             "currency_change_with_open_invoices",
             f"customer has {open_invoices} pending or closed invoice(s) in {current}; bill them first",
         )
@@ -158,7 +158,7 @@ def check_currency_change(current: str | None, wanted: str, open_invoices: int) 
 
 def check_same_currency(what: str, amount: Money, customer_currency: str) -> None:
     if amount.currency != customer_currency:
-        raise InvoicingError(
+        raise DomainError(
             "currency_mismatch",
             f"{what} is in {amount.currency} but the customer is invoiced in {customer_currency};"
             f" send it in {customer_currency}",

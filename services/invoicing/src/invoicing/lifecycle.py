@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from invoicing.accounts import Customer
 from invoicing.closing import Closing, close_period
-from invoicing.errors import InvoicingError
 from invoicing.invoices import InvoiceState, period_invoice_id
 from invoicing.store import InvoiceRow, InvoicingStore
-from tally_contracts import Envelope, MessageData
+from tally_contracts import DomainError, Envelope, MessageData
 from tally_contracts.invoicing import InvoiceClosed, InvoiceCreated, InvoiceStatus, InvoiceStatusChanged
-from tally_messaging import Rejected, Transaction
-
-Handler = Callable[[Envelope[Any], Transaction], Awaitable[None]]
-
-
-def rule_breaks_rejected(handler: Handler) -> Handler:
-    """A broken business rule answers the message (CommandRejected, or the DLQ for an event)
-    with the domain's code and reason, and undoes what the handler did."""
-
-    @functools.wraps(handler)
-    async def answering(message: Envelope[Any], tx: Transaction) -> None:
-        try:
-            await handler(message, tx)
-        except InvoicingError as error:
-            raise Rejected(error.code, error.reason) from None
-
-    return answering
+from tally_messaging import Transaction
 
 
 class Publisher(Protocol):
@@ -56,7 +37,7 @@ class HeldEvents:
 async def known_customer(store: InvoicingStore, message: Envelope[Any]) -> Customer:
     customer = await store.customer(message.customer_id or "")
     if customer is None:
-        raise Rejected(
+        raise DomainError(
             "unknown_customer", f"customer {message.customer_id!r} is not known; send UpsertCustomer first"
         )
     return customer
@@ -65,7 +46,7 @@ async def known_customer(store: InvoicingStore, message: Envelope[Any]) -> Custo
 async def owned_invoice(store: InvoicingStore, invoice_id: str, message: Envelope[Any]) -> InvoiceRow:
     invoice = await store.invoice(invoice_id, for_update=True)
     if invoice is None or (message.customer_id and invoice.customer_id != message.customer_id):
-        raise Rejected(
+        raise DomainError(
             "unknown_invoice", f"invoice {invoice_id!r} is not known for customer {message.customer_id!r}"
         )
     return invoice
@@ -159,7 +140,7 @@ async def close_period_invoice(
     store: InvoicingStore, out: Publisher, cause: Envelope[Any], invoice: InvoiceRow
 ) -> None:
     """Close a pending period invoice (subscriptions, usage, pending charges) and open the next
-    period. Raises InvoicingError when a line or the subtotal breaks a rule."""
+    period. Raises DomainError when a line or the subtotal breaks a rule."""
     customer = await store.customer(invoice.customer_id)
     if customer is None:
         raise RuntimeError(

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 
-from invoicing.errors import InvoicingError, out_of_range
+from invoicing.errors import out_of_range
+from tally_contracts import DomainError
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -28,7 +29,7 @@ def period_of(day: dt.date, billing_day: int) -> tuple[dt.date, dt.date]:
             else add_months(day, -1).replace(day=billing_day)
         )
         return start, add_months(start, 1) - dt.timedelta(days=1)  # add_months(start, 1) ≥ 0001-01-29
-    except InvoicingError:
+    except DomainError:
         raise out_of_range(day) from None
 
 

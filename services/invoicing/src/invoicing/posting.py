@@ -9,9 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from invoicing.errors import InvoicingError
 from invoicing.invoices import InvoiceState, finalized_total, require_status
-from tally_contracts import Line, Money
+from tally_contracts import DomainError, Line, Money
 from tally_contracts.credits import InvoiceBalanceChanged
 from tally_contracts.invoicing import InvoiceStatus
 from tally_contracts.rules import InvoiceAdjusted
@@ -40,7 +39,7 @@ def post(
     rounded). A repeated answer for an invoice already posted changes nothing; an answer for
     an unknown invoice or with adjustments in another currency is refused."""
     if invoice is None:
-        raise InvoicingError(
+        raise DomainError(
             "unknown_invoice",
             f"rules answered for invoice {answer.invoice_id!r}, which invoicing does not know",
         )
@@ -48,7 +47,7 @@ def post(
         return None
     adjustments = tuple(ln for ln in answer.lines if ln.amount.currency == invoice.currency)
     if len(adjustments) != len(answer.lines):
-        raise InvoicingError(
+        raise DomainError(
             "currency_mismatch", f"adjustments for {invoice.invoice_id} are not all in {invoice.currency}"
         )
     kept = tuple(charges)

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, localcontext
 
-from invoicing.errors import InvoicingError, over_total_cap
-from tally_contracts import Money
+from invoicing.errors import over_total_cap
+from tally_contracts import DomainError, Money
 from tally_contracts.invoicing import Price
 from tally_contracts.money import MAX_ABS_AMOUNT, within_total_limit
 
@@ -81,7 +81,7 @@ def rate_usage(
 ) -> RatedUsage:
     if amount is not None:
         if amount.currency != currency:
-            raise InvoicingError(
+            raise DomainError(
                 "currency_mismatch",
                 f"usage rated in {amount.currency} for a customer invoiced in {currency}; rate it in {currency}",
             )
@@ -89,7 +89,7 @@ def rate_usage(
         return RatedUsage(service, unit, destination, quantity, amount.amount, unit_price)
     price = price_list.price(service, unit, destination, currency)
     if price is None:
-        raise InvoicingError(
+        raise DomainError(
             "no_price",
             f"no price for {service}/{unit} to destination {destination or '(none)'} in {currency} "
             f"in price list {price_list.price_list_id!r}, and the usage has no amount; add a price or send a pre-rated amount",
@@ -149,7 +149,7 @@ class InvoiceSums:
         amount = EXACT.add(self.line_amounts.get(line_id, Decimal(0)), rated.amount)
         total = EXACT.add(self.total, rated.amount)
         if quantity.copy_abs() >= MAX_LINE_QUANTITY:
-            raise InvoicingError(
+            raise DomainError(
                 "quantity_over_cap",
                 f"quantity: this usage would bring line {line_id} of invoice {self.invoice_id} to"
                 f" {quantity:f} {rated.unit}, not below the cap of {MAX_LINE_QUANTITY:,}; send it in a"
@@ -186,7 +186,7 @@ def fold_usage(
     """Add one rated usage to the batch's per-line deltas (one upsert per line per batch);
     returns the id of the line it went on.
 
-    Raises InvoicingError, changing nothing, when the usage would take its invoice or line
+    Raises DomainError, changing nothing, when the usage would take its invoice or line
     past a cap."""
     line_id = usage_line_id(rated.service, rated.unit, rated.destination, late)
     sums.add_usage(line_id, rated)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-from invoicing.errors import InvoicingError
-from tally_contracts import Line, Money
+from tally_contracts import DomainError, Line, Money
 from tally_contracts.currencies import minor_unit
 
 
@@ -71,7 +70,7 @@ def subscription_lines(
 def cancelled(sub: Subscription, ends_on: dt.date) -> Subscription:
     """The subscription ending on `ends_on` (its last day billed)."""
     if ends_on < sub.starts_on:
-        raise InvoicingError(
+        raise DomainError(
             "ends_before_start", f"ends_on {ends_on} is before the subscription starts ({sub.starts_on})"
         )
     return Subscription(sub.subscription_id, sub.name, sub.fee, sub.starts_on, ends_on)

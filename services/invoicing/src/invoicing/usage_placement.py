@@ -68,7 +68,7 @@ class UsageTarget:
 
 def usage_target(periods: CustomerPeriods, start: dt.date, end: dt.date, billing_day: int) -> UsageTarget:
     """The invoice usage of the period `start`–`end` goes on (the module's rule). Raises
-    InvoicingError (`date_out_of_range`) when the next period is past the calendar."""
+    DomainError (`date_out_of_range`) when the next period is past the calendar."""
     exact = periods.of_period(start)
     billed_later = periods.newest_billed is not None and periods.newest_billed.period_start > start
     if exact is not None and exact.status == "pending":

@@ -11,19 +11,23 @@ from payments import handlers
 from payments.domain import Deduction, Payment, Refund
 from payments.store import PaymentsStore
 from tally_contracts import Money, credits, invoicing, payments, topics
+from tally_contracts.read_apis import DEFAULT_READ_API_PORTS
 from tally_messaging import Service, ServiceSettings
 
 
 def build(settings: ServiceSettings | None = None) -> Service:
-    service = Service("payments", events_topic=topics.PAYMENTS_EVENTS, settings=settings)
+    service = Service(
+        "payments",
+        events_topic=topics.PAYMENTS_EVENTS,
+        default_http_port=DEFAULT_READ_API_PORTS["payments"],
+        settings=settings,
+    )
     service.consumes(topics.PAYMENTS_COMMANDS, topics.INVOICING_EVENTS, topics.CREDITS_EVENTS)
-    on_command = {
-        payments.RecordOfflinePayment: handlers.record_offline_payment,
-        payments.ReversePayment: handlers.reverse_payment,
-        payments.DeductPromotionalCredits: handlers.deduct_promotional_credits,
-        payments.RefundCreditBalance: handlers.refund_credit_balance,
-    }
-    service.handles_each(topics.PAYMENTS_COMMANDS, on_command)
+    commands = topics.PAYMENTS_COMMANDS
+    service.handles(commands, payments.RecordOfflinePayment)(handlers.record_offline_payment)
+    service.handles(commands, payments.ReversePayment)(handlers.reverse_payment)
+    service.handles(commands, payments.DeductPromotionalCredits)(handlers.deduct_promotional_credits)
+    service.handles(commands, payments.RefundCreditBalance)(handlers.refund_credit_balance)
     service.handles(topics.CREDITS_EVENTS, credits.CreditRefunded, credits.RefundDeclined)(
         handlers.settle_refund
     )

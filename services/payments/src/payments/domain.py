@@ -5,7 +5,7 @@ save); no I/O.
 
 A handler loads the customer's `PaymentsState` (at least the records the message names),
 calls one function, saves `outcome.saved` if it is not None and publishes
-`outcome.events`. A broken business rule raises `PaymentsError(code, reason)` and changes
+`outcome.events`. A broken business rule raises `DomainError(code, reason)` and changes
 nothing; the handler answers the command with CommandRejected(code, reason).
 
 Rules decided here (for billing teams):
@@ -51,7 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from tally_contracts import MessageData, Money
+from tally_contracts import DomainError, MessageData, Money
 from tally_contracts.credits import CreditRefunded, RefundDeclined
 from tally_contracts.currencies import minor_unit
 from tally_contracts.invoicing import (
@@ -91,16 +91,6 @@ DeductionStatus = Literal["recorded"]
 RefundStatus = Literal["requested", "recorded", "failed"]
 InvoiceEvent = InvoiceCreated | InvoiceClosed | InvoiceFinalized | InvoiceVoided | InvoiceStatusChanged
 RefundAnswer = CreditRefunded | RefundDeclined
-
-
-class PaymentsError(Exception):
-    """A command broke a business rule; nothing changed. `code` is stable (it becomes
-    CommandRejected.code), `reason` is a sentence a person can act on."""
-
-    def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code: ErrorCode = code
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +198,7 @@ def record_offline_payment(state: PaymentsState, cmd: RecordOfflinePayment) -> O
             cmd.received_on,
         ):
             return Outcome.unchanged(state)
-        raise PaymentsError(
+        raise DomainError(
             "duplicate_payment_id",
             f"payment {cmd.payment_id} was already recorded with other details "
             f"({_describe_payment(existing)}); record a new payment under a new payment_id",
@@ -216,13 +206,13 @@ def record_offline_payment(state: PaymentsState, cmd: RecordOfflinePayment) -> O
     amount = _payable(cmd.amount, f"payment {cmd.payment_id}")
     invoice = state.invoices.get(cmd.invoice_id) if cmd.invoice_id is not None else None
     if invoice is not None and invoice.status == "voided":
-        raise PaymentsError(
+        raise DomainError(
             "invoice_voided",
             f"invoice {invoice.invoice_id} is voided; record payment {cmd.payment_id} against the "
             f"invoice that replaced it, or name no invoice to keep it as credit balance",
         )
     if invoice is not None and invoice.currency is not None and invoice.currency != cmd.amount.currency:
-        raise PaymentsError(
+        raise DomainError(
             "currency_mismatch",
             f"invoice {invoice.invoice_id} is in {invoice.currency}, payment {cmd.payment_id} in "
             f"{cmd.amount.currency}; record it in {invoice.currency}, or name no invoice to keep it "
@@ -254,7 +244,7 @@ def reverse_payment(state: PaymentsState, cmd: ReversePayment) -> Outcome:
     """Reverse a recorded payment (a bounced check); a reversed one stays as it is."""
     payment = state.payments.get(cmd.payment_id)
     if payment is None:
-        raise PaymentsError(
+        raise DomainError(
             "unknown_payment",
             f"payment {cmd.payment_id} was never recorded for this customer; check the payment_id",
         )
@@ -273,7 +263,7 @@ def deduct_promotional_credits(state: PaymentsState, cmd: DeductPromotionalCredi
     if existing is not None:
         if (existing.amount, existing.reason, existing.grant_id) == (cmd.amount, cmd.reason, cmd.grant_id):
             return Outcome.unchanged(state)
-        raise PaymentsError(
+        raise DomainError(
             "duplicate_deduction_id",
             f"deduction {cmd.deduction_id} was already recorded with other details ({existing.amount}"
             f"{f' from grant {existing.grant_id}' if existing.grant_id else ''}, reason {existing.reason!r}); "
@@ -303,7 +293,7 @@ def refund_credit_balance(state: PaymentsState, cmd: RefundCreditBalance) -> Out
     if existing is not None:
         if (existing.amount, existing.method, existing.reference) == (cmd.amount, cmd.method, cmd.reference):
             return Outcome.unchanged(state)
-        raise PaymentsError(
+        raise DomainError(
             "duplicate_refund_id",
             f"refund {cmd.refund_id} was already requested with other details ({existing.amount} by "
             f"{existing.method}, now {existing.status}); request a new refund under a new refund_id",
@@ -381,10 +371,10 @@ def track_invoice(state: PaymentsState, event: InvoiceEvent) -> Outcome:
 def _payable(amount: Money, what: str) -> Money:
     """`amount` written to its currency's minor unit, if it is a payable amount."""
     if not amount.is_positive:
-        raise PaymentsError("amount_not_positive", f"{what} must be above zero, not {amount}")
+        raise DomainError("amount_not_positive", f"{what} must be above zero, not {amount}")
     if amount.rounded() != amount:
         digits = minor_unit(amount.currency)
-        raise PaymentsError(
+        raise DomainError(
             "amount_too_precise",
             f"{what} of {amount} has more decimal places than {amount.currency}'s {digits}; "
             f"send the amount in whole minor units, e.g. {amount.rounded()}",

@@ -13,12 +13,18 @@ from rules.evaluation import evaluate
 from rules.store import RulesStore, SavedVersion
 from tally_contracts import CurrencyMismatch, Line, topics
 from tally_contracts.invoicing import InvoiceClosed
+from tally_contracts.read_apis import DEFAULT_READ_API_PORTS
 from tally_contracts.rules import AssignRuleSet, PutRuleSet
 from tally_messaging import Service, ServiceSettings
 
 
 def build(settings: ServiceSettings | None = None) -> Service:
-    service = Service("rules", events_topic=topics.RULES_EVENTS, settings=settings)
+    service = Service(
+        "rules",
+        events_topic=topics.RULES_EVENTS,
+        default_http_port=DEFAULT_READ_API_PORTS["rules"],
+        settings=settings,
+    )
     service.consumes(topics.RULES_COMMANDS, topics.INVOICING_EVENTS)
     service.handles(topics.RULES_COMMANDS, PutRuleSet)(handlers.put)
     service.handles(topics.RULES_COMMANDS, AssignRuleSet)(handlers.assign)

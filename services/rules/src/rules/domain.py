@@ -4,7 +4,7 @@ invoice. Pure: values in, values out; no I/O, no async. Handlers import from her
 Rules this package enforces (documented for billing teams):
 
 - **Versions.** Every valid PutRuleSet makes a new immutable `RuleSetVersion` (1, 2, ...);
-  an invalid one is rejected whole with every problem at once (`RuleSetRejected`, code
+  an invalid one is rejected whole with every problem at once (a `DomainError`, code
   `invalid_rule_set`), each naming the rule, the field and what to do.
 - **Selection.** An invoice is evaluated with the customer's assigned rule set, else the
   default one (`select_rule_set`); with neither it gets no adjustments, and
@@ -44,12 +44,11 @@ from rules.destinations import DestinationGroups
 from rules.evaluation import adjust_invoice, evaluate
 from rules.rule_sets import RuleSetVersion, put_rule_set, select_rule_set
 from rules.running_invoice import Scope
-from rules.validation import RuleSetError, RuleSetRejected, validate_rule_set
+from rules.validation import RuleSetProblem, validate_rule_set
 
 __all__ = [
     "DestinationGroups",
-    "RuleSetError",
-    "RuleSetRejected",
+    "RuleSetProblem",
     "RuleSetVersion",
     "Scope",
     "adjust_invoice",

@@ -2,41 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from rules.domain import RuleSetRejected, adjust_invoice, put_rule_set, select_rule_set
+from rules.domain import adjust_invoice, put_rule_set, select_rule_set
 from rules.rule_sets import RuleSetVersion
 from rules.store import RulesStore
-from tally_contracts import CurrencyMismatch, Envelope
+from tally_contracts import CurrencyMismatch, DomainError, Envelope
 from tally_contracts.invoicing import InvoiceClosed
 from tally_contracts.rules import AssignRuleSet, PutRuleSet, RuleSetAssigned
-from tally_messaging import Rejected, Transaction
+from tally_messaging import Transaction
 
 log = structlog.get_logger()
 
 
-async def put(message: Envelope[Any], tx: Transaction) -> None:
+async def put(message: Envelope[PutRuleSet], tx: Transaction) -> None:
     """Save the next version of a rule set, or reject it naming every rule and field at fault."""
-    data: PutRuleSet = message.data
+    data = message.data
     store = RulesStore(tx.conn)
-    try:
-        version = put_rule_set(data, await store.latest_version(data.rule_set_id))
-    except RuleSetRejected as error:
-        raise Rejected(error.code, error.reason) from None
+    version = put_rule_set(data, await store.latest_version(data.rule_set_id))
     await store.save_version(version)
     tx.publish(message, version.changed())
 
 
-async def assign(message: Envelope[Any], tx: Transaction) -> None:
+async def assign(message: Envelope[AssignRuleSet], tx: Transaction) -> None:
     """Assign a known rule set to the envelope's customer."""
-    data: AssignRuleSet = message.data
+    data = message.data
     store = RulesStore(tx.conn)
     if not message.customer_id:
-        raise Rejected("customer_id_missing", "AssignRuleSet needs the envelope's customer_id")
+        raise DomainError("customer_id_missing", "AssignRuleSet needs the envelope's customer_id")
     if await store.latest_version(data.rule_set_id) is None:
-        raise Rejected(
+        raise DomainError(
             "unknown_rule_set",
             f"rule set {data.rule_set_id!r} is not known; send PutRuleSet for it first, then assign it",
         )
@@ -44,11 +39,11 @@ async def assign(message: Envelope[Any], tx: Transaction) -> None:
     tx.publish(message, RuleSetAssigned(rule_set_id=data.rule_set_id))
 
 
-async def invoice_closed(message: Envelope[Any], tx: Transaction) -> None:
+async def invoice_closed(message: Envelope[InvoiceClosed], tx: Transaction) -> None:
     """Evaluate a closed invoice once, with the customer's rule set (else the default), and
     answer InvoiceAdjusted, with no lines when nothing applies. An invoice already answered
     gets nothing more: its adjustments never change, whatever happened to the rules since."""
-    data: InvoiceClosed = message.data
+    data = message.data
     store = RulesStore(tx.conn)
     if (earlier := await store.adjustment(data.invoice_id)) is not None:
         log.info(
@@ -62,7 +57,7 @@ async def invoice_closed(message: Envelope[Any], tx: Transaction) -> None:
     try:
         adjusted = adjust_invoice(data.invoice_id, data.currency, data.lines, rule_set)
     except CurrencyMismatch as error:  # an event, not a command: this sends it to the DLQ
-        raise Rejected("currency_mismatch", f"invoice {data.invoice_id!r}: {error}") from None
+        raise DomainError("currency_mismatch", f"invoice {data.invoice_id!r}: {error}") from None
     if await store.save_adjustment(message.customer_id, adjusted):
         tx.publish(message, adjusted)
 

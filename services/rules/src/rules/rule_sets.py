@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rules.validation import RuleSetRejected, validate_rule_set
+from rules.validation import rule_set_rejected, validate_rule_set
 from tally_contracts.base import Identifier
 from tally_contracts.rules import PutRuleSet, Rule, RuleSetChanged
 
@@ -40,11 +40,11 @@ class RuleSetVersion(BaseModel):
 def put_rule_set(cmd: PutRuleSet, latest_version: int | None) -> RuleSetVersion:
     """The next version of the rule set (1 when none is stored yet).
 
-    Raises `RuleSetRejected` carrying every problem when the rule set is invalid.
+    Raises `DomainError` (`invalid_rule_set`) naming every problem when the rule set is invalid.
     """
     errors = validate_rule_set(cmd)
     if errors:
-        raise RuleSetRejected(cmd.rule_set_id, errors)
+        raise rule_set_rejected(cmd.rule_set_id, errors)
     return RuleSetVersion(
         rule_set_id=cmd.rule_set_id,
         version=(latest_version or 0) + 1,

@@ -1,7 +1,7 @@
 """Validating a rule set as a whole, before it is saved.
 
 The contract models check shapes; this module checks meaning. An invalid rule set is
-rejected whole, with every problem at once: each `RuleSetError` names the rule (None for
+rejected whole, with every problem at once: each `RuleSetProblem` names the rule (None for
 a destination-group problem), the field, and what to do about it.
 """
 
@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from rules.rule_type import Problem
 from rules.rule_types import RULE_TYPES
+from tally_contracts import DomainError
 from tally_contracts.rules import PutRuleSet, Rule
 
 ADJUSTMENT_LINE_PREFIX = "adj-"
@@ -22,7 +23,7 @@ MAX_TITLE_LENGTH = 500
 
 
 @dataclass(frozen=True, slots=True)
-class RuleSetError:
+class RuleSetProblem:
     """One reason a rule set was refused."""
 
     rule_id: str | None
@@ -34,26 +35,21 @@ class RuleSetError:
         return f"{where}: {self.message}"
 
 
-class RuleSetRejected(Exception):
-    """A PutRuleSet broke the rules; nothing was saved. `code` is stable, `reason` is for a person."""
-
-    code = "invalid_rule_set"
-
-    def __init__(self, rule_set_id: str, errors: Sequence[RuleSetError]) -> None:
-        self.rule_set_id = rule_set_id
-        self.errors = tuple(errors)
-        self.reason = f"rule set {rule_set_id!r} was not saved: " + "; ".join(map(str, self.errors))
-        super().__init__(self.reason)
+def rule_set_rejected(rule_set_id: str, problems: Sequence[RuleSetProblem]) -> DomainError:
+    """The answer to a PutRuleSet with `problems`: nothing is saved, every problem named."""
+    return DomainError(
+        "invalid_rule_set", f"rule set {rule_set_id!r} was not saved: " + "; ".join(map(str, problems))
+    )
 
 
-def validate_rule_set(cmd: PutRuleSet) -> list[RuleSetError]:
+def validate_rule_set(cmd: PutRuleSet) -> list[RuleSetProblem]:
     """Every problem of the rule set; an empty list means it can be saved."""
     errors = list(_destination_group_errors(cmd.destination_groups))
     seen: set[str] = set()
     for rule in cmd.rules:
         if rule.rule_id in seen:
             errors.append(
-                RuleSetError(
+                RuleSetProblem(
                     rule.rule_id,
                     "rule_id",
                     "another rule in the set has this id; give each rule its own rule_id",
@@ -61,7 +57,7 @@ def validate_rule_set(cmd: PutRuleSet) -> list[RuleSetError]:
             )
         seen.add(rule.rule_id)
         errors.extend(
-            RuleSetError(rule.rule_id, field, message) for field, message in _rule_problems(rule, cmd)
+            RuleSetProblem(rule.rule_id, field, message) for field, message in _rule_problems(rule, cmd)
         )
     return errors
 
@@ -143,24 +139,24 @@ def _threshold_problems(rule: Rule) -> Iterator[Problem]:
             first_with[condition.threshold] = index
 
 
-def _destination_group_errors(groups: Mapping[str, list[str]]) -> Iterator[RuleSetError]:
+def _destination_group_errors(groups: Mapping[str, list[str]]) -> Iterator[RuleSetProblem]:
     owner: dict[str, str] = {}
     for name, prefixes in groups.items():
         field = f"destination_groups[{name!r}]"
         if not name.strip():
-            yield RuleSetError(None, field, "a destination group needs a name; name it or remove it")
+            yield RuleSetProblem(None, field, "a destination group needs a name; name it or remove it")
         if not prefixes:
-            yield RuleSetError(
+            yield RuleSetProblem(
                 None, field, "has no prefixes; list its destination prefixes (e.g. '44') or remove the group"
             )
         listed: set[str] = set()
         for prefix in prefixes:
             if not prefix.strip():
-                yield RuleSetError(None, field, "contains an empty prefix; remove it")
+                yield RuleSetProblem(None, field, "contains an empty prefix; remove it")
             elif prefix in listed:
-                yield RuleSetError(None, field, f"lists prefix {prefix!r} more than once; keep one")
+                yield RuleSetProblem(None, field, f"lists prefix {prefix!r} more than once; keep one")
             elif prefix in owner:
-                yield RuleSetError(
+                yield RuleSetProblem(
                     None,
                     field,
                     f"prefix {prefix!r} is also in group {owner[prefix]!r}; a prefix belongs to one group only",

@@ -1,4 +1,4 @@
-"""Test fixtures for real Kafka and PostgreSQL (a pytest plugin: `tally_messaging.testing`).
+"""Test fixtures for real Kafka and PostgreSQL (a pytest plugin: `tally_testing`).
 
 Infrastructure is picked in order: URLs from the environment
 (`TALLY_TEST_KAFKA_BOOTSTRAP`, `TALLY_TEST_DATABASE_URL` — an admin DSN), then
@@ -38,7 +38,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from tally_contracts import Envelope, parse_message
+from tally_contracts import Envelope, message_key, parse_message
 from tally_contracts.topics import dlq
 from tally_messaging.identities import grant, read_table, revoke
 from tally_messaging.kafka_security import (
@@ -52,6 +52,9 @@ from tally_messaging.settings import ServiceSettings
 from tally_messaging.topic_admin import ensure_topics
 
 REPO = Path(__file__).resolve().parents[4]
+ACL_TABLE = REPO / "deploy" / "local" / "acls.tsv"
+LOCAL_DIR = Path(os.environ.get("TALLY_LOCAL_DIR") or REPO / ".local")
+"""Where deploy/local's scripts keep their servers (and the servers' passwords)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def local_infra(bootstrap: str, admin_dsn: str) -> Infra:
             username, os.environ.get("TALLY_TEST_KAFKA_PASSWORD", "")
         )
     else:
-        folder = local_credentials_dir(bootstrap)
+        folder = local_credentials_dir(bootstrap, LOCAL_DIR)
         admin = credentials_in(folder, "admin") if folder is not None else None
     return Infra(bootstrap, with_local_password(admin_dsn), admin)
 
@@ -90,8 +93,7 @@ def with_local_password(dsn: str) -> str:
     parts = urlsplit(dsn)
     if parts.password or parts.hostname not in ("127.0.0.1", "localhost") or not parts.username:
         return dsn
-    local = Path(os.environ.get("TALLY_LOCAL_DIR") or REPO / ".local")
-    path = local / f"pg-{parts.port or 5432}" / "credentials" / f"{parts.username}.password"
+    path = LOCAL_DIR / f"pg-{parts.port or 5432}" / "credentials" / f"{parts.username}.password"
     if not path.is_file():
         return dsn
     netloc = f"{parts.username}:{quote(path.read_text().strip(), safe='')}@{parts.hostname}"
@@ -150,13 +152,13 @@ async def prepare_topics(infra: Infra, prefix: str) -> None:
     principals may do on them what they may do on the real topics."""
     await ensure_topics(infra.kafka_bootstrap, prefix, credentials=infra.kafka_admin)
     if infra.kafka_admin is not None:
-        await grant(infra.kafka_bootstrap, infra.kafka_admin, read_table(), prefix)
+        await grant(infra.kafka_bootstrap, infra.kafka_admin, read_table(ACL_TABLE), prefix)
 
 
 async def release_topics(infra: Infra, prefix: str) -> None:
     """Take back what `prepare_topics` granted (the topics stay: tests read them after)."""
     if infra.kafka_admin is not None:
-        await revoke(infra.kafka_bootstrap, infra.kafka_admin, read_table(), prefix)
+        await revoke(infra.kafka_bootstrap, infra.kafka_admin, read_table(ACL_TABLE), prefix)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -288,8 +290,6 @@ class KafkaProbe:
     async def send(self, topic: str, message: Envelope[Any] | bytes, key: str | None = None) -> None:
         assert self._producer is not None
         if isinstance(message, Envelope):
-            from tally_messaging.transaction import message_key
-
             key = key or message_key(message)
             value, headers = message.to_json(), [("type", message.type.encode())]
         else:
