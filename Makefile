@@ -81,7 +81,7 @@ status:
 	@deploy/local/stack.sh status || true
 
 demo: up  ## the stack up and healthy, then a month for three customers and their statements
-	@TALLY_KAFKA_BOOTSTRAP=$${TALLY_KAFKA_BOOTSTRAP:-127.0.0.1:$(or $(TALLY_KAFKA_PORT),9092)} $(UV) run python -m tally_cli.demo
+	@TALLY_KAFKA_BOOTSTRAP=$${TALLY_KAFKA_BOOTSTRAP:-$$(deploy/local/kafka.sh bootstrap)} $(UV) run python -m tally_cli.demo
 	@echo "Ops console: http://127.0.0.1:8085 (operator 'operator', password in .local/console/operators/operator.password)"
 
 bench: setup infra
