@@ -23,53 +23,24 @@ import asyncio
 import datetime as dt
 import gc
 import os
-import random
-import socket
 import time
-from decimal import Decimal
 
 import asyncpg
 
-from bench.ingest import CUSTOMERS, EVENTS, config_messages, raw_copy_rate
+from bench.ingest import CUSTOMERS, EVENTS, config_messages, raw_copy_rate, usage_events
 from bench.scratch import produce, scratch_run
-from tally_contracts import Envelope, topics
-from tally_contracts.usage import UsageRecorded
+from tally_contracts import topics
 from tally_messaging.consumed_offsets import records_handled
 from tally_messaging.dedupe import DedupeWindow, day_of, drop_days_before
 from tally_messaging.migrations import apply_migrations
 from tally_messaging.settings import ServiceSettings
+from tally_testing import free_port
 
 IDS = int(os.environ.get("BENCH_DEDUPE_IDS", "20000000"))
 CONSUMER = "invoicing:usage"
 USAGE_DAYS = 20
 """The usage is dated over the 20 days before the run: the days ingest writes are the
 recent ones, as in production, and the fill holds ids on them too."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def recent_usage_events(now: dt.datetime) -> list[Envelope[UsageRecorded]]:
-    """`bench.ingest`'s events, dated over the `USAGE_DAYS` days before `now`."""
-    rng = random.Random(7)
-    destinations = ["1", "1212", "44", "4420", "33", "49", None]
-    start = now - dt.timedelta(days=USAGE_DAYS)
-    return [
-        Envelope.new(
-            UsageRecorded(
-                service="voice",
-                quantity=Decimal(rng.randint(1, 600)) / 10,
-                unit="minute",
-                destination=rng.choice(destinations),
-            ),
-            customer_id=f"bench-{rng.randrange(CUSTOMERS)}",
-            occurred_at=start + dt.timedelta(seconds=rng.randrange(USAGE_DAYS * 86400)),
-        )
-        for _ in range(EVENTS)
-    ]
 
 
 def window_days(window: DedupeWindow, now: dt.datetime) -> list[dt.date]:
@@ -206,7 +177,7 @@ async def main() -> None:
         }
         for run in runs.values():  # customers and prices, before any usage exists (not timed)
             await run_invoicing_until(run, topics.INVOICING_COMMANDS, len(config))
-        events = recent_usage_events(now)
+        events = usage_events(now - dt.timedelta(days=USAGE_DAYS), USAGE_DAYS)
         await produce(prefix, topics.USAGE, events)
         copy_empty = await raw_copy_rate(raw_dsn, events)
         copy_full = await raw_copy_rate(full_dsn, events)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import socket
 import statistics
 import time
 from decimal import Decimal
@@ -37,6 +36,7 @@ from tally_contracts import Envelope, Money, topics
 from tally_contracts.credits import GrantCredit
 from tally_contracts.invoicing import InvoiceFinalized
 from tally_messaging.migrations import apply_migrations
+from tally_testing import free_port
 
 SIZES = [int(n) for n in os.environ.get("BENCH_HISTORY_SIZES", "10,1000,10000").split(",")]
 MESSAGES = int(os.environ.get("BENCH_HISTORY_MESSAGES", "100"))
@@ -206,13 +206,6 @@ async def raw_commit_seconds(conn: asyncpg.Connection) -> float:
     for n in range(RAW_COMMITS):
         await conn.execute("insert into raw_commits (id, at) values ($1, now())", n)
     return (time.perf_counter() - begun) / RAW_COMMITS
-
-
-def free_port() -> int:
-    """A port nothing listens on now: other benchmarks may run beside this one."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def main() -> None:

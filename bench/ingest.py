@@ -48,7 +48,9 @@ PERIOD_START = (
 ).replace(day=1)
 
 
-def usage_events() -> list[Envelope[UsageRecorded]]:
+def usage_events(start: dt.datetime = PERIOD_START, days: int = 20) -> list[Envelope[UsageRecorded]]:
+    """`EVENTS` voice usage events of `CUSTOMERS` customers (the same ones every run), dated
+    over the `days` days from `start`."""
     rng = random.Random(7)
     destinations = ["1", "1212", "44", "4420", "33", "49", None]
     return [
@@ -60,7 +62,7 @@ def usage_events() -> list[Envelope[UsageRecorded]]:
                 destination=rng.choice(destinations),
             ),
             customer_id=f"bench-{rng.randrange(CUSTOMERS)}",
-            occurred_at=PERIOD_START + dt.timedelta(seconds=rng.randrange(20 * 86400)),
+            occurred_at=start + dt.timedelta(seconds=rng.randrange(days * 86400)),
         )
         for _ in range(EVENTS)
     ]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,16 +12,17 @@ import httpx
 import pytest_asyncio
 
 from tally_contracts import Envelope, message_key
+from tally_contracts.read_apis import SERVICES
 from tally_testing import (
     Infra,
     KafkaProbe,
     ServiceProcess,
     free_port,
+    read_api_until,
     service_env,
     service_settings,
 )
 
-SERVICES = ("invoicing", "rules", "credits", "payments")
 NOV = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 
@@ -42,16 +41,7 @@ class Stack:
 
     async def until(self, service: str, path: str, check: Callable[[Any], bool], timeout: float = 45) -> Any:
         """The read API's answer once `check` holds on it; fails with the last answer."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            response = await self.http.get(self.url(service, path))
-            if response.status_code == 200:
-                last = response.json()
-                if check(last):
-                    return last
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"{service} {path} never satisfied the check; last answer: {last}")
+        return await read_api_until(self.http, self.url(service, path), check, timeout, f"{service} {path}")
 
     # The credits read model, as the scenarios read it.
     async def balances(self, customer: str, currency: str) -> tuple[Decimal, Decimal]:

@@ -4,9 +4,7 @@ whose invoice has an adjustment and a promotional credit applied, and one dead l
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import pytest_asyncio
 from tally_contracts import Envelope, Money, message_key, topics
 from tally_contracts.credits import GrantCredit
 from tally_contracts.invoicing import AddCharge, UpsertCustomer
+from tally_contracts.read_apis import SERVICES
 from tally_contracts.rules import Analyze, AssignRuleSet, Condition, PutRuleSet, Rule
 from tally_contracts.usage import UsageRecorded
 from tally_testing import (
@@ -28,11 +27,11 @@ from tally_testing import (
     KafkaProbe,
     ServiceProcess,
     free_port,
+    read_api_until,
     service_env,
     service_settings,
 )
 
-SERVICES = ("invoicing", "rules", "credits", "payments")
 DEC = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 SCREENSHOTS = REPO / ".local" / "console-screenshots"
 """Where the browser tests leave their screenshots (not committed: .local/ is ignored)."""
@@ -72,16 +71,7 @@ class ConsoleStack:
 
     async def until(self, service: str, path: str, check: Callable[[Any], bool], timeout: float = 60) -> Any:
         """The read API's answer once `check` holds on it; fails with the last answer."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            response = await self.http.get(self.url(service, path))
-            if response.status_code == 200:
-                last = response.json()
-                if check(last):
-                    return last
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"{service} {path} never satisfied the check; last answer: {last}")
+        return await read_api_until(self.http, self.url(service, path), check, timeout, f"{service} {path}")
 
     async def send(self, topic: str, data: Any, customer: str | None) -> Envelope[Any]:
         envelope = Envelope.new(data, customer_id=customer, occurred_at=DEC)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,15 @@ async def _send(admin: AIOKafkaAdminClient, request: Any) -> Any:
     return await admin._send_request(request)
 
 
-def _admin(bootstrap: str, credentials: KafkaCredentials | None) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(credentials))
+@contextlib.asynccontextmanager
+async def _admin(bootstrap: str, credentials: KafkaCredentials | None) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client, started, closed on the way out."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(credentials))
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 def _binding(rule: AclRule) -> tuple[int, str, int, str, str, int, int]:
@@ -141,25 +149,19 @@ async def grant(
     bootstrap: str, credentials: KafkaCredentials | None, rules: Iterable[AclRule], prefix: str = ""
 ) -> None:
     """Create each rule (for `prefix`'s topics); granting what exists already is a no-op."""
-    admin = _admin(bootstrap, credentials)
-    await admin.start()
-    try:
+    async with _admin(bootstrap, credentials) as admin:
         for rule in rules:
             response = await _send(admin, CreateAclsRequest(*_binding(rule.for_prefix(prefix))))
             for code, message in response.creation_responses:
                 if code != 0:
                     raise for_code(code)(f"granting {rule}: {message}")
-    finally:
-        await admin.close()
 
 
 async def revoke(
     bootstrap: str, credentials: KafkaCredentials | None, rules: Iterable[AclRule], prefix: str = ""
 ) -> None:
     """Delete each rule (for `prefix`'s topics); the shared `*` rules stay."""
-    admin = _admin(bootstrap, credentials)
-    await admin.start()
-    try:
+    async with _admin(bootstrap, credentials) as admin:
         for rule in rules:
             if rule.name == EVERY_TOPIC:
                 continue
@@ -167,18 +169,12 @@ async def revoke(
             for code, message, _ in response.filter_responses:
                 if code != 0:
                     raise for_code(code)(f"revoking {rule}: {message}")
-    finally:
-        await admin.close()
 
 
 async def granted(bootstrap: str, credentials: KafkaCredentials | None) -> set[AclRule]:
     """Every ACL the broker holds, as rules (UnknownAcl for one this module cannot express)."""
-    admin = _admin(bootstrap, credentials)
-    await admin.start()
-    try:
+    async with _admin(bootstrap, credentials) as admin:
         response = await _send(admin, DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY))
-    finally:
-        await admin.close()
     if response.error_code != 0:
         raise for_code(response.error_code)(f"describing ACLs: {response.error_message}")
     rules = set()

@@ -258,6 +258,23 @@ def service_env(settings: ServiceSettings, **extra: str) -> dict[str, str]:
     return env
 
 
+async def read_api_until(
+    http: httpx.AsyncClient, url: str, check: Callable[[Any], bool], timeout: float, what: str
+) -> Any:
+    """A read API's answer at `url` once `check` holds on it (polled); fails naming `what`
+    with the last answer."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        response = await http.get(url)
+        if response.status_code == 200:
+            last = response.json()
+            if check(last):
+                return last
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{what} never satisfied the check; last answer: {last}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
