@@ -20,8 +20,9 @@ class ServiceSettings(BaseSettings):
     clients connect without authentication (PLAINTEXT)."""
     local_dir: Path | None = None
     """TALLY_LOCAL_DIR: the folder deploy/local's scripts keep their servers in. With it, and
-    no `kafka_credentials_dir`, a broker on this machine's port finds its passwords in
-    `<local_dir>/kafka-<port>/credentials` (the CLI and the console default it to the
+    no `kafka_credentials_dir`, a Kafka on this machine finds its passwords where
+    `kafka_security.local_credentials_dir` says (`<local_dir>/kafka-<port>/credentials`, a
+    cluster's in `kafka-cluster-<first port>`; the CLI and the console default it to the
     checkout's `.local`)."""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/{service}"
     """`{service}` is replaced by the service name: one database per service."""
