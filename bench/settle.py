@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import statistics
@@ -49,6 +50,10 @@ HOPS = 5
 SERVICES = ("invoicing", "rules", "credits")
 DRAIN_SECONDS = 120.0
 """How long to wait, after the last send, for the flows still in the pipeline."""
+
+
+FLOW_EVENTS = ("InvoiceClosed", "InvoiceAdjusted", "InvoiceFinalized", "InvoiceBalanceChanged")
+"""A flow's events in order, each caused by the one before."""
 
 
 def percentiles(latencies: list[float]) -> str:
@@ -238,11 +243,16 @@ async def tally_flows(prefix: str, count: int) -> tuple[list[float], dict[str, f
 
             settled: dict[str, float] = {}
             sent: dict[str, float] = {}
+            hops: dict[str, dict[str, float]] = {}
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, **KAFKA_OPTIONS
             )
             await consumer.start()
-            partitions = [TopicPartition(prefix + topics.CREDITS_EVENTS, p) for p in range(topics.PARTITIONS)]
+            partitions = [
+                TopicPartition(prefix + topic, p)
+                for topic in (topics.INVOICING_EVENTS, topics.RULES_EVENTS, topics.CREDITS_EVENTS)
+                for p in range(topics.PARTITIONS)
+            ]
             consumer.assign(partitions)
             await consumer.seek_to_end(*partitions)
             for tp in partitions:
@@ -254,12 +264,11 @@ async def tally_flows(prefix: str, count: int) -> tuple[list[float], dict[str, f
                         now = time.perf_counter()
                         for record in records:
                             body = json.loads(record.value)
-                            who = body.get("customer_id")
-                            if (
-                                body.get("type") == "InvoiceBalanceChanged"
-                                and who in sent
-                                and who not in settled
-                            ):
+                            who, kind = body.get("customer_id"), body.get("type")
+                            if who not in sent or kind not in FLOW_EVENTS:
+                                continue
+                            hops.setdefault(who, {}).setdefault(kind, record.timestamp / 1000)
+                            if kind == "InvoiceBalanceChanged" and who not in settled:
                                 settled[who] = now
 
             watching = asyncio.create_task(watch())
@@ -274,6 +283,7 @@ async def tally_flows(prefix: str, count: int) -> tuple[list[float], dict[str, f
                 )
                 message = Envelope.new(command, customer_id=c)
                 sent[c] = time.perf_counter()
+                hops.setdefault(c, {})["AddCharge"] = time.time()
                 await send(topics.INVOICING_COMMANDS, message)
 
             try:
@@ -287,7 +297,18 @@ async def tally_flows(prefix: str, count: int) -> tuple[list[float], dict[str, f
         finally:
             await producer.stop()
         rss = {name: peak_rss_mib(process) for name, process in services.items()}
+    print_hops(hops)
     return [settled[c] - sent[c] for c in customers if c in settled], rss
+
+
+def print_hops(hops: dict[str, dict[str, float]]) -> None:
+    """Where a flow's time goes: each hop from its cause's send to the event's Kafka
+    timestamp (set by the relay's producer when it sends the event)."""
+    steps = ("AddCharge", *FLOW_EVENTS)
+    for cause, event in itertools.pairwise(steps):
+        spans = [seen[event] - seen[cause] for seen in hops.values() if cause in seen and event in seen]
+        if len(spans) > 1:
+            print(f"  hop {cause} -> {event}: {percentiles(spans)}")
 
 
 def _dsn_of(services: dict[str, ServiceProcess], service: str) -> str:

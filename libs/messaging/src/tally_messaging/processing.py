@@ -82,6 +82,9 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 BUG_ATTEMPTS = 3
 """A handler that raises anything else this many times sends the message to the DLQ."""
 
+GROUP_MAX_MESSAGES = 100
+"""At most this many single-message records share one transaction (see `_handle_group`)."""
+
 NOTHING_TO_DO = "nothing_to_do"
 """CommandCompleted's outcome for a command whose handler published no event."""
 
@@ -205,20 +208,35 @@ class RecordProcessor:
         now = self.clock()
         parsed = [(r, self._parse(r, now)) for r in records]
         run: list[Delivery[Any]] = []
+        group: list[Delivery[Any]] = []
         for record, result in parsed:
             if isinstance(result, Envelope) and self._batched(result):
+                if group:
+                    await self._handle_group(group)
+                    group = []
                 run.append(Delivery(result, record))
                 continue
             if run:
                 await self._handle_batch(run)
                 run = []
-            if isinstance(result, Refusal):
-                self._count_refusal(result)
-                await self._until_recorded(
-                    partial(self._dead_letter, record, result.reason), record, "DeadLetter"
-                )
-            else:
-                await self._handle_one(Delivery(result, record))
+            if isinstance(result, Envelope):
+                if result.type not in self.route.handlers:  # no state, no answer: the group goes on
+                    HANDLED.labels(self.service, self.route.logical_topic, result.type, "ignored").inc()
+                    continue
+                group.append(Delivery(result, record))
+                if len(group) == GROUP_MAX_MESSAGES:
+                    await self._handle_group(group)
+                    group = []
+                continue
+            if group:
+                await self._handle_group(group)
+                group = []
+            self._count_refusal(result)
+            await self._until_recorded(
+                partial(self._dead_letter, record, result.reason), record, "DeadLetter"
+            )
+        if group:
+            await self._handle_group(group)
         if run:
             await self._handle_batch(run)
         self._held_batches = 0
@@ -360,19 +378,94 @@ class RecordProcessor:
         tx.dead_letter(record, error)
         log.warning("message dead-lettered", topic=record.topic, offset=record.offset, error=error[:500])
 
+    async def _handle_group(self, group: list[Delivery[Any]]) -> None:
+        """Handle consecutive single-message records in one transaction: one start
+        (`take_records`) and one commit for all, each handler called in offset order on the
+        same connection, so that a busy consumer pays the round trips of a transaction once
+        per fetch instead of once per message.
+
+        When a handler raises (a rejection or a bug), nothing of the group is kept: the
+        records before it are handled again as a group, it alone (`_handle_one`: answered,
+        or retried and dead-lettered), then the records after it as a group."""
+        if len(group) <= 1:
+            for delivery in group:
+                await self._handle_one(delivery)
+            return
+        failed: list[int] = []
+        try:
+            await self._retrying(lambda: self._apply_group(group, failed), "group")
+            return
+        except NOT_A_BUG:
+            raise
+        except Exception as exc:
+            if not failed:  # not a handler's failure: each record in a transaction of its own
+                log.warning("group failed; handling its messages one by one", error=describe_exception(exc))
+                for delivery in group:
+                    await self._handle_one(delivery)
+                return
+        at = failed[-1]
+        await self._handle_group(group[:at])
+        await self._handle_one(group[at])
+        await self._handle_group(group[at + 1 :])
+
+    async def _apply_group(self, group: list[Delivery[Any]], failed: list[int]) -> None:
+        """One transaction for `group`; appends to `failed` the index of a handler that raised."""
+        await self._ensure_days(d.claim() for d in group)
+        async with self.pool.acquire() as conn, conn.transaction():
+            taken = await self._take(conn, group)
+            pending_records = set(taken.pending)
+            pending = [d for d in group if d.record in pending_records]
+            todo, reused = _first_copies(pending, taken.claim)
+            tx = self._new_tx(conn)
+            if reused:
+                await self._refuse_reused(tx, reused)
+            to_handle = {id(d) for d in todo}
+            for at, delivery in enumerate(group):
+                if id(delivery) not in to_handle:
+                    continue
+                envelope = delivery.envelope
+                _bind_message(envelope)
+                try:
+                    await self.route.handlers[envelope.type](envelope, tx)
+                except NOT_A_BUG:
+                    raise
+                except Exception:
+                    failed.append(at)
+                    raise
+                finally:
+                    _unbind_message()
+            self._complete_unanswered(tx, todo)
+            await tx.flush()
+            await self._release_dead_lettered(tx, todo)
+        faults.reach("after_commit")
+        topic = self.route.logical_topic
+        for delivery in todo:
+            envelope = delivery.envelope
+            HANDLED.labels(self.service, topic, envelope.type, "applied").inc()
+            log.info(
+                "message handled",
+                outcome="applied",
+                message_id=str(envelope.id),
+                type=envelope.type,
+                customer_id=envelope.customer_id,
+                correlation_id=envelope.correlation_id,
+                group=len(group),
+            )
+        for delivery in reused:
+            HANDLED.labels(self.service, topic, delivery.envelope.type, "dead_lettered").inc()
+        copies = {id(d) for d in todo} | {id(d) for d in reused}
+        for delivery in pending:
+            if id(delivery) not in copies:
+                HANDLED.labels(self.service, topic, delivery.envelope.type, "duplicate").inc()
+        for delivery in group:
+            if delivery.record not in pending_records:
+                HANDLED.labels(self.service, topic, delivery.envelope.type, "redelivered").inc()
+
     async def _handle_one(self, delivery: Delivery[Any]) -> None:
         envelope = delivery.envelope
-        handler = self.route.handlers.get(envelope.type)
-        structlog.contextvars.bind_contextvars(
-            message_id=str(envelope.id),
-            type=envelope.type,
-            customer_id=envelope.customer_id,
-            correlation_id=envelope.correlation_id,
-        )
+        handler = self.route.handlers[envelope.type]
+        _bind_message(envelope)
         try:
-            if handler is None:
-                HANDLED.labels(self.service, self.route.logical_topic, envelope.type, "ignored").inc()
-                return
             for attempt in range(1, BUG_ATTEMPTS + 1):
                 try:
                     await self._retrying(lambda: self._apply(delivery, handler), envelope.type)
@@ -388,7 +481,7 @@ class RecordProcessor:
                 partial(self._dead_letter, delivery.record, error), delivery.record, envelope.type
             )
         finally:
-            structlog.contextvars.unbind_contextvars("message_id", "type", "customer_id", "correlation_id")
+            _unbind_message()
 
     async def _apply(self, delivery: Delivery[Any], handler: Handler) -> None:
         envelope = delivery.envelope
@@ -530,6 +623,20 @@ class RecordProcessor:
         HANDLED.labels(*labels, "dead_lettered").inc(len(reused))
         HANDLED.labels(*labels, "duplicate").inc(len(pending) - len(todo) - len(reused))
         HANDLED.labels(*labels, "redelivered").inc(len(batch) - len(pending))
+
+
+def _bind_message(envelope: Envelope[Any]) -> None:
+    """Name the message in every log line until `_unbind_message`."""
+    structlog.contextvars.bind_contextvars(
+        message_id=str(envelope.id),
+        type=envelope.type,
+        customer_id=envelope.customer_id,
+        correlation_id=envelope.correlation_id,
+    )
+
+
+def _unbind_message() -> None:
+    structlog.contextvars.unbind_contextvars("message_id", "type", "customer_id", "correlation_id")
 
 
 def _first_copies(

@@ -290,7 +290,7 @@ class Service:
             listener=seek,
             batch=True,
             max_records=s.batch_max_records,
-            batch_timeout_ms=100,
+            batch_timeout_ms=s.consumer_wait_ms,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
             decoder=_raw_body,
