@@ -11,6 +11,7 @@ open items, never the customer's history.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -89,9 +90,6 @@ _GRANT_COLUMNS = (
 _LOT_COLUMNS = (
     "lot_id, origin, origin_id, currency, amount, remaining, seq, status, first_eligible_seq, source, reason"
 )
-_INVOICE_COLUMNS = (
-    "invoice_id, currency, total, issued_on, seq, sort_order, status, regenerated_from, line_count"
-)
 _APPLICATION_COLUMNS = (
     "a.application_id, a.invoice_id, a.source_type, a.source_id, a.currency, a.amount, a.part_count"
 )
@@ -110,22 +108,6 @@ _PAYING_FROM = (
     "select a.invoice_id, a.source_type, a.source_id from credit_applications a"
     f" where a.customer_id = $1 and a.source_id = any($2::text[]) and {_ACTIVE}"
 )
-_LOAD_INVOICES_BY_ID = (
-    f"select {_INVOICE_COLUMNS} from credit_invoices where customer_id = $1 and invoice_id = any($2::text[])"
-)
-_LOAD_OPEN_INVOICES = (
-    f"select {_INVOICE_COLUMNS} from credit_invoices"
-    " where customer_id = $1 and status = 'open' and currency = any($2::text[])"
-)
-_LOAD_INVOICE_LINES = (
-    "select invoice_id, line_id, kind, service, amount from credit_invoice_lines"
-    " where customer_id = $1 and invoice_id = any($2::text[]) order by invoice_id, n"
-)
-_LOAD_APPLICATIONS = (
-    f"select {_APPLICATION_COLUMNS} from credit_applications a"
-    f" where a.customer_id = $1 and a.invoice_id = any($2::text[]) and {_ACTIVE}"
-    " order by a.position"
-)
 _LOAD_APPLICATION_LINES = (
     "select application_id, line_id, amount from credit_application_lines"
     " where customer_id = $1 and application_id = any($2::text[]) order by application_id, n"
@@ -136,27 +118,6 @@ _LOAD_GRANTS_BY_ID = (
 _LOAD_LOTS_BY_ID = (
     f"select {_LOT_COLUMNS} from credit_lots where customer_id = $1 and lot_id = any($2::text[])"
 )
-_LOAD_GRANTS = (
-    f"select {_GRANT_COLUMNS} from credit_grants where customer_id = $1 and status = 'active' and remaining > 0"
-    f" union select {_GRANT_COLUMNS} from credit_grants where customer_id = $1 and grant_id = any($2::text[])"
-    f" union select {_GRANT_COLUMNS} from credit_grants"
-    " where $3 and customer_id = $1 and first_eligible_seq > 0"
-    " order by seq"
-)
-_LOAD_LOTS = (
-    f"select {_LOT_COLUMNS} from credit_lots where customer_id = $1 and status = 'active' and remaining <> 0"
-    f" union select {_LOT_COLUMNS} from credit_lots where customer_id = $1 and lot_id = any($2::text[])"
-    f" union select {_LOT_COLUMNS} from credit_lots"
-    " where $3 and customer_id = $1 and first_eligible_seq > 0"
-    " order by seq"
-)
-_PAYMENT_COLUMNS = "payment_id, invoice_id, currency, amount, received_on, status, position"
-_LOAD_PAYMENTS = (
-    f"select {_PAYMENT_COLUMNS} from credit_payments where customer_id = $1 and status = 'parked'"
-    f" union select {_PAYMENT_COLUMNS} from credit_payments"
-    " where customer_id = $1 and payment_id = any($2::text[])"
-    " order by position"
-)
 _LOAD_REFUNDS = (
     "select refund_id, currency, amount, status from credit_refunds"
     " where customer_id = $1 and refund_id = any($2::text[])"
@@ -165,6 +126,43 @@ _LOAD_DEDUCTIONS = (
     "select deduction_id, currency, amount from credit_deductions"
     " where customer_id = $1 and deduction_id = any($2::text[])"
 )
+
+
+_LOAD_RECORDS = """
+select
+    array(select g from credit_grants g where customer_id = $1 and status = 'active' and remaining > 0
+          union select g from credit_grants g where customer_id = $1 and grant_id = any($2::text[])
+          union select g from credit_grants g where $3 and customer_id = $1 and first_eligible_seq > 0)
+        as grants,
+    array(select l from credit_lots l where customer_id = $1 and status = 'active' and remaining <> 0
+          union select l from credit_lots l where customer_id = $1 and lot_id = any($4::text[])
+          union select l from credit_lots l where $3 and customer_id = $1 and first_eligible_seq > 0)
+        as lots,
+    array(select p from credit_payments p where customer_id = $1 and status = 'parked'
+          union select p from credit_payments p where customer_id = $1 and payment_id = any($5::text[]))
+        as payments,
+    array(select i from credit_invoices i where customer_id = $1 and invoice_id = any($6::text[])) as invoices
+"""
+"""The open grants, lots and payments (`credits.open_items`), those named, and the invoices
+named, in one round trip (whole rows, as arrays; ordered in Python)."""
+_LOAD_INVOICE_RECORDS = f"""
+with invoices as (
+    select i from credit_invoices i where customer_id = $1 and status = 'open' and currency = any($2::text[])
+    union select i from credit_invoices i where customer_id = $1 and invoice_id = any($3::text[])
+), applications as (
+    select a from credit_applications a
+    where a.customer_id = $1 and a.invoice_id in (select (i).invoice_id from invoices) and {_ACTIVE}
+)
+select
+    array(select i from invoices) as invoices,
+    array(select l from credit_invoice_lines l where l.customer_id = $1
+          and l.invoice_id in (select (i).invoice_id from invoices where (i).line_count > 0)) as lines,
+    array(select a from applications) as applications,
+    array(select p from credit_application_lines p where p.customer_id = $1
+          and p.application_id in (select (a).application_id from applications where (a).part_count > 0)) as parts
+"""
+"""The open invoices in these currencies and the invoices named, with their lines, their
+active applications and the applications' lines, in one round trip (ordered in Python)."""
 
 
 def _money(amount: Decimal, currency: str) -> Money:
@@ -240,7 +238,7 @@ def _payment(r: Record) -> Payment:
 # -- writing records -----------------------------------------------------------------------
 
 _SAVE_CUSTOMER = (
-    "insert into credit_customers (customer_id, next_seq) values ($1, $2)"
+    "insert into credit_customers (customer_id, next_seq) select $1, $2 where $3"
     " on conflict (customer_id) do update set next_seq = excluded.next_seq"
 )
 _SAVE_GRANTS = """
@@ -311,13 +309,13 @@ insert into credit_deductions (customer_id, deduction_id, currency, amount)
 select $1, d, c, a from unnest($2::text[], $3::text[], $4::numeric[]) as u(d, c, a)
 """
 _SAVE_ENTRIES = """
-with entries as (
-    insert into ledger_entries (entry_id, customer_id, cause_id, cause_type, cause_day, memo)
-    select e, $1, ci, $2, $3, m from unnest($4::text[], $5::text[], $6::text[]) with ordinality as t(e, ci, m, o)
-    order by o
-)
+insert into ledger_entries (entry_id, customer_id, cause_id, cause_type, cause_day, memo)
+select e, $1, ci, $2, $3, m from unnest($4::text[], $5::text[], $6::text[]) with ordinality as t(e, ci, m, o)
+order by o
+"""
+_SAVE_POSTINGS = """
 insert into ledger_postings (entry_id, n, account, amount, currency)
-select e, n, a, x, c from unnest($7::text[], $8::int[], $9::text[], $10::numeric[], $11::text[])
+select e, n, a, x, c from unnest($2::text[], $3::int[], $4::text[], $5::numeric[], $6::text[])
     as u(e, n, a, x, c)
 """
 _SAVE_INVOICE_BALANCES = """
@@ -336,6 +334,51 @@ select $1, c, p, b from unnest($2::text[], $3::numeric[], $4::numeric[]) as u(c,
 on conflict (customer_id, currency) do update
 set promotional = excluded.promotional, credit_balance = excluded.credit_balance
 """
+
+
+_SAVE_PARTS = (
+    ("customer", _SAVE_CUSTOMER, 2),
+    ("grants", _SAVE_GRANTS, 18),
+    ("lots", _SAVE_LOTS, 11),
+    ("invoices", _SAVE_INVOICES, 9),
+    ("invoice_lines", _SAVE_INVOICE_LINES, 6),
+    ("payments", _SAVE_PAYMENTS, 6),
+    ("applications", _SAVE_APPLICATIONS, 7),
+    ("application_lines", _SAVE_APPLICATION_LINES, 4),
+    ("releases", _SAVE_RELEASES, 2),
+    ("refunds", _SAVE_REFUNDS, 4),
+    ("deductions", _SAVE_DEDUCTIONS, 3),
+    ("entries", _SAVE_ENTRIES, 5),
+    ("postings", _SAVE_POSTINGS, 5),
+    ("invoice_balances", _SAVE_INVOICE_BALANCES, 11),
+    ("credit_balances", _SAVE_CREDIT_BALANCES, 3),
+)
+"""Each write as (name, statement, its parameters after $1 = customer_id)."""
+
+
+def _one_statement(parts: Sequence[tuple[str, str, int]]) -> str:
+    """The writes as one statement (writable CTEs): one round trip for all of them, an empty
+    array inserting nothing. Each part's `$2…` are renumbered after the parts before it;
+    `$1` stays the customer. All parts see the same snapshot and touch different tables;
+    foreign keys (postings → entries) are checked at the statement's end."""
+    ctes, offset = [], 0
+    for name, sql, count in parts:
+        ctes.append(f"{name} as ({_shift_parameters(sql, offset).strip()})")
+        offset += count
+    return "with " + ",\n".join(ctes) + "\nselect 1"
+
+
+def _shift_parameters(sql: str, by: int) -> str:
+    """`sql` with `$n` (n ≥ 2) renumbered `$(n + by)`."""
+
+    def shifted(match: re.Match[str]) -> str:
+        n = int(match[1])
+        return match[0] if n == 1 else f"${n + by}"
+
+    return re.sub(r"\$(\d+)", shifted, sql)
+
+
+_SAVE = _one_statement(_SAVE_PARTS)
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -397,6 +440,99 @@ def _invoice_row(i: Invoice) -> tuple[Any, ...]:
     )
 
 
+def _record_arguments(changes: Changes, cause: Cause) -> list[Any]:
+    """The arguments of the record writes, in `_SAVE_PARTS` order (customer to deductions)."""
+    lines = [
+        (i.invoice_id, n, line.line_id, line.kind, line.service, line.amount.amount)
+        for i in changes.invoices
+        if i.invoice_id in changes.new_invoice_ids
+        for n, line in enumerate(i.lines, start=1)
+    ]
+    payments = [
+        (p.payment_id, p.invoice_id, p.amount.currency, p.amount.amount, p.received_on, p.status)
+        for p in changes.payments
+    ]
+    applications = [
+        (
+            a.application_id,
+            a.invoice_id,
+            a.source_type,
+            a.source_id,
+            a.amount.currency,
+            a.amount.amount,
+            len(a.lines),
+        )
+        for a in changes.applications
+    ]
+    parts = [
+        (a.application_id, n, part.line_id, part.amount.amount)
+        for a in changes.applications
+        for n, part in enumerate(a.lines, start=1)
+    ]
+    return [
+        changes.next_seq,
+        changes.seq_changed,
+        *_columns([_grant_row(g) for g in changes.grants], 18),
+        *_columns([_lot_row(lot) for lot in changes.lots], 11),
+        *_columns([_invoice_row(i) for i in changes.invoices], 9),
+        *_columns(lines, 6),
+        *_columns(payments, 6),
+        *_columns(applications, 7),
+        *_columns(parts, 4),
+        [a.application_id for a in changes.released],
+        cause.message_id,
+        *_columns([(r.refund_id, r.amount.currency, r.amount.amount, r.status) for r in changes.refunds], 4),
+        *_columns([(d.deduction_id, d.amount.currency, d.amount.amount) for d in changes.deductions], 3),
+    ]
+
+
+def _entry_arguments(entries: list[LedgerEntry], cause: Cause, cause_type: str) -> list[Any]:
+    """The arguments of the ledger entries and their postings."""
+    postings = [
+        (e.entry_id, n, p.account, p.amount.amount, p.amount.currency)
+        for e in entries
+        for n, p in enumerate(e.postings, start=1)
+    ]
+    return [
+        cause_type,
+        cause.on,
+        [e.entry_id for e in entries],
+        [e.cause_id for e in entries],
+        [e.memo for e in entries],
+        *_columns(postings, 5),
+    ]
+
+
+def _read_model_arguments(state: CustomerLedger, events: list[MessageData]) -> list[Any]:
+    """The arguments of the read models: the invoices' and the credit balances' rows."""
+    invoices = {i.invoice_id: i for i in state.invoices}
+    rows = []
+    for b in events:
+        if isinstance(b, InvoiceBalanceChanged):
+            invoice = invoices[b.invoice_id]
+            rows.append(
+                (
+                    b.invoice_id,
+                    b.total.currency,
+                    b.total.amount,
+                    b.credits_applied.amount,
+                    b.payments_applied.amount,
+                    b.amount_due.amount,
+                    b.status,
+                    invoice.issued_on,
+                    invoice.regenerated_from,
+                    invoice.order,
+                    invoice.seq,
+                )
+            )
+    sums = [
+        (c.currency, c.promotional_available.amount, c.balance_available.amount)
+        for c in events
+        if isinstance(c, CreditBalanceChanged)
+    ]
+    return [*_columns(rows, 11), *_columns(sums, 3)]
+
+
 class CreditsStore:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
@@ -424,33 +560,27 @@ class CreditsStore:
                 or (r["source_type"] == "credit_balance" and r["source_id"] in withdrawable)
             }
         grant_ids, lot_ids = set(wanted.grant_ids), set(wanted.lot_ids) | set(withdrawable)
-        grants = {
-            g.grant_id: g
-            for g in map(_grant, await conn.fetch(_LOAD_GRANTS, customer_id, sorted(grant_ids), wanted.held))
-        }
-        lots = {
-            lot.lot_id: lot
-            for lot in map(_lot, await conn.fetch(_LOAD_LOTS, customer_id, sorted(lot_ids), wanted.held))
-        }
-        payments = [
-            _payment(r) for r in await conn.fetch(_LOAD_PAYMENTS, customer_id, sorted(wanted.payment_ids))
-        ]
-        invoice_rows: dict[str, Record] = {}
-        if named_ids:
-            rows = await conn.fetch(_LOAD_INVOICES_BY_ID, customer_id, sorted(named_ids))
-            invoice_rows = {r["invoice_id"]: r for r in rows}
-        currencies = credit_currencies(
-            wanted,
-            grants.values(),
-            lots.values(),
-            (_invoice(r, {}) for r in invoice_rows.values()),
-            payments,
+        found = await conn.fetchrow(
+            _LOAD_RECORDS,
+            customer_id,
+            sorted(grant_ids),
+            wanted.held,
+            sorted(lot_ids),
+            sorted(wanted.payment_ids),
+            sorted(named_ids),
         )
-        if currencies:
-            rows = await conn.fetch(_LOAD_OPEN_INVOICES, customer_id, sorted(currencies))
-            invoice_rows.update((r["invoice_id"], r) for r in rows)
-        invoices = await self._invoices(customer_id, sorted(invoice_rows.values(), key=lambda r: r["seq"]))
-        applications = await self._applications(customer_id, [i.invoice_id for i in invoices])
+        assert found is not None  # one row, always
+        grants = {g.grant_id: g for g in map(_grant, found["grants"])}
+        lots = {lot.lot_id: lot for lot in map(_lot, found["lots"])}
+        payments = [_payment(r) for r in sorted(found["payments"], key=lambda r: r["position"])]
+        named = [_invoice(r, {}) for r in found["invoices"]]
+        currencies = credit_currencies(wanted, grants.values(), lots.values(), named, payments)
+        invoices: list[Invoice] = []
+        applications: list[Application] = []
+        if currencies or named:
+            invoices, applications = await self._invoices_and_applications(
+                customer_id, sorted(currencies), sorted(i.invoice_id for i in named)
+            )
         missing_grants = sorted(
             {a.source_id for a in applications if a.source_type == "promotional"} - grants.keys()
         )
@@ -483,30 +613,35 @@ class CreditsStore:
             next_seq=1 if next_seq is None else next_seq,
         )
 
-    async def _invoices(self, customer_id: str, rows: list[Record]) -> list[Invoice]:
-        """Invoices from their rows, with their lines (read only for invoices that have some)."""
+    async def _invoices_and_applications(
+        self, customer_id: str, currencies: list[str], invoice_ids: list[str]
+    ) -> tuple[list[Invoice], list[Application]]:
+        """The open invoices in `currencies` and those named, by seq, with their lines; and
+        the active applications on them, in the order they were made, with their lines."""
+        found = await self.conn.fetchrow(_LOAD_INVOICE_RECORDS, customer_id, currencies, invoice_ids)
+        assert found is not None  # one row, always
+        rows = sorted(found["invoices"], key=lambda r: r["seq"])
+        currency = {r["invoice_id"]: r["currency"] for r in rows}
         lines: dict[str, list[InvoiceLine]] = {}
-        with_lines = [r["invoice_id"] for r in rows if r["line_count"]]
-        if with_lines:
-            currency = {r["invoice_id"]: r["currency"] for r in rows}
-            for line in await self.conn.fetch(_LOAD_INVOICE_LINES, customer_id, with_lines):
-                invoice_id = line["invoice_id"]
-                lines.setdefault(invoice_id, []).append(
-                    InvoiceLine(
-                        line["line_id"],
-                        line["kind"],
-                        line["service"],
-                        _money(line["amount"], currency[invoice_id]),
-                    )
+        for line in sorted(found["lines"], key=lambda r: (r["invoice_id"], r["n"])):
+            invoice_id = line["invoice_id"]
+            lines.setdefault(invoice_id, []).append(
+                InvoiceLine(
+                    line["line_id"],
+                    line["kind"],
+                    line["service"],
+                    _money(line["amount"], currency[invoice_id]),
                 )
-        return [_invoice(r, lines) for r in rows]
-
-    async def _applications(self, customer_id: str, invoice_ids: list[str]) -> list[Application]:
-        """The active applications on these invoices, in the order they were made."""
-        if not invoice_ids:
-            return []
-        rows = await self.conn.fetch(_LOAD_APPLICATIONS, customer_id, invoice_ids)
-        return await self._with_parts(customer_id, rows)
+            )
+        applied = sorted(found["applications"], key=lambda r: r["position"])
+        of_application = {r["application_id"]: r["currency"] for r in applied}
+        parts: dict[str, list[LinePart]] = {}
+        for part in sorted(found["parts"], key=lambda r: (r["application_id"], r["n"])):
+            application_id = part["application_id"]
+            parts.setdefault(application_id, []).append(
+                LinePart(part["line_id"], _money(part["amount"], of_application[application_id]))
+            )
+        return [_invoice(r, lines) for r in rows], [_application(r, parts) for r in applied]
 
     async def _with_parts(self, customer_id: str, rows: list[Record]) -> list[Application]:
         parts: dict[str, list[LinePart]] = {}
@@ -529,120 +664,16 @@ class CreditsStore:
         cause: Cause,
         cause_type: str,
     ) -> None:
-        """Write what changed: records upserted, applications, releases, refunds, deductions
-        and ledger entries appended, the read models updated. `state` is the outcome's."""
-        await self._save_records(changes, cause)
-        await self._append_entries(changes.customer_id, list(entries), cause, cause_type)
-        await self._update_read_models(state, list(events))
-
-    async def _save_records(self, changes: Changes, cause: Cause) -> None:
-        conn, customer_id = self.conn, changes.customer_id
-        if changes.seq_changed:
-            await conn.execute(_SAVE_CUSTOMER, customer_id, changes.next_seq)
-        if changes.grants:
-            await conn.execute(
-                _SAVE_GRANTS, customer_id, *_columns([_grant_row(g) for g in changes.grants], 18)
-            )
-        if changes.lots:
-            await conn.execute(
-                _SAVE_LOTS, customer_id, *_columns([_lot_row(lot) for lot in changes.lots], 11)
-            )
-        if changes.invoices:
-            rows = [_invoice_row(i) for i in changes.invoices]
-            await conn.execute(_SAVE_INVOICES, customer_id, *_columns(rows, 9))
-            lines = [
-                (i.invoice_id, n, line.line_id, line.kind, line.service, line.amount.amount)
-                for i in changes.invoices
-                if i.invoice_id in changes.new_invoice_ids
-                for n, line in enumerate(i.lines, start=1)
-            ]
-            if lines:
-                await conn.execute(_SAVE_INVOICE_LINES, customer_id, *_columns(lines, 6))
-        if changes.payments:
-            rows = [
-                (p.payment_id, p.invoice_id, p.amount.currency, p.amount.amount, p.received_on, p.status)
-                for p in changes.payments
-            ]
-            await conn.execute(_SAVE_PAYMENTS, customer_id, *_columns(rows, 6))
-        if changes.applications:
-            rows = [
-                (
-                    a.application_id,
-                    a.invoice_id,
-                    a.source_type,
-                    a.source_id,
-                    a.amount.currency,
-                    a.amount.amount,
-                    len(a.lines),
-                )
-                for a in changes.applications
-            ]
-            await conn.execute(_SAVE_APPLICATIONS, customer_id, *_columns(rows, 7))
-            parts = [
-                (a.application_id, n, part.line_id, part.amount.amount)
-                for a in changes.applications
-                for n, part in enumerate(a.lines, start=1)
-            ]
-            if parts:
-                await conn.execute(_SAVE_APPLICATION_LINES, customer_id, *_columns(parts, 4))
-        if changes.released:
-            released = [a.application_id for a in changes.released]
-            await conn.execute(_SAVE_RELEASES, customer_id, released, cause.message_id)
-        if changes.refunds:
-            rows = [(r.refund_id, r.amount.currency, r.amount.amount, r.status) for r in changes.refunds]
-            await conn.execute(_SAVE_REFUNDS, customer_id, *_columns(rows, 4))
-        if changes.deductions:
-            rows = [(d.deduction_id, d.amount.currency, d.amount.amount) for d in changes.deductions]
-            await conn.execute(_SAVE_DEDUCTIONS, customer_id, *_columns(rows, 3))
-
-    async def _append_entries(
-        self, customer_id: str, entries: list[LedgerEntry], cause: Cause, cause_type: str
-    ) -> None:
-        if not entries:
-            return
-        postings = [
-            (e.entry_id, n, p.account, p.amount.amount, p.amount.currency)
-            for e in entries
-            for n, p in enumerate(e.postings, start=1)
-        ]
+        """Write what changed, in one round trip: records upserted, applications, releases,
+        refunds, deductions and ledger entries appended, the read models updated. `state` is
+        the outcome's."""
         await self.conn.execute(
-            _SAVE_ENTRIES,
-            customer_id,
-            cause_type,
-            cause.on,
-            [e.entry_id for e in entries],
-            [e.cause_id for e in entries],
-            [e.memo for e in entries],
-            *_columns(postings, 5),
+            _SAVE,
+            changes.customer_id,
+            *_record_arguments(changes, cause),
+            *_entry_arguments(list(entries), cause, cause_type),
+            *_read_model_arguments(state, list(events)),
         )
-
-    async def _update_read_models(self, state: CustomerLedger, events: list[MessageData]) -> None:
-        balances = [e for e in events if isinstance(e, InvoiceBalanceChanged)]
-        if balances:
-            invoices = {i.invoice_id: i for i in state.invoices}
-            rows = []
-            for b in balances:
-                invoice = invoices[b.invoice_id]
-                rows.append(
-                    (
-                        b.invoice_id,
-                        b.total.currency,
-                        b.total.amount,
-                        b.credits_applied.amount,
-                        b.payments_applied.amount,
-                        b.amount_due.amount,
-                        b.status,
-                        invoice.issued_on,
-                        invoice.regenerated_from,
-                        invoice.order,
-                        invoice.seq,
-                    )
-                )
-            await self.conn.execute(_SAVE_INVOICE_BALANCES, state.customer_id, *_columns(rows, 11))
-        credit = [e for e in events if isinstance(e, CreditBalanceChanged)]
-        if credit:
-            sums = [(c.currency, c.promotional_available.amount, c.balance_available.amount) for c in credit]
-            await self.conn.execute(_SAVE_CREDIT_BALANCES, state.customer_id, *_columns(sums, 3))
 
     # -- reads -----------------------------------------------------------------------
 
