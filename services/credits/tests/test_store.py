@@ -302,3 +302,50 @@ async def assert_next_message_agrees(conn: asyncpg.Connection, state: CustomerLe
                 changes(loaded, outcome.state), outcome.state, outcome.entries, outcome.events, cause, "Test"
             )
         state = expected.state
+
+
+WANTED_CHOICES = 4
+
+
+def some_wanted(state: CustomerLedger, choice: int) -> Wanted:
+    """One of four kinds of request: everything by id, nothing, held records, credit arriving."""
+    return [
+        everything(state),
+        Wanted(),
+        Wanted(held=True),
+        Wanted(credit_currencies=frozenset({"USD", "EUR", "JPY"})),
+    ][choice]
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=NO_SHRINKING,
+)
+@given(
+    st.lists(st.lists(runs.steps, min_size=10, max_size=30), min_size=2, max_size=4),
+    st.lists(st.integers(0, WANTED_CHOICES - 1), min_size=4, max_size=4),
+)
+def test_customers_loaded_together_are_each_what_it_is_alone(
+    migrated: str, step_lists: list[list[Any]], choices: list[int]
+) -> None:
+    """`load_many` (one batch of InvoiceFinalized, several customers) gives each customer
+    exactly its open items, whatever the others hold or ask for."""
+
+    async def check() -> None:
+        conn = await asyncpg.connect(migrated)
+        try:
+            states = [await play_through_store(conn, steps) for steps in step_lists]
+            wanted = {
+                s.customer_id: some_wanted(s, choice) for s, choice in zip(states, choices, strict=False)
+            }
+            async with conn.transaction():
+                together = await CreditsStore(conn).load_many(wanted)
+        finally:
+            await conn.close()
+        assert sorted(together) == sorted(wanted)
+        for state in states:
+            assert together[state.customer_id] == open_items(state, wanted[state.customer_id])
+
+    asyncio.run(check())

@@ -309,6 +309,28 @@ class RecordProcessor:
             taken = TakenRecords(taken.pending, claim)
         return taken
 
+    async def _take_batch(
+        self, conn: DbConnection, tx: Transaction, batch: list[Delivery[Any]]
+    ) -> tuple[list[Delivery[Any]], ClaimResult]:
+        """Start a batch's transaction as `_take` does; returns the records not handled before
+        and their claim. A few records in one round trip (`take_records`), many step by step:
+        for thousands of records that one round trip costs PostgreSQL more than the four
+        statements (32 vs 26 ms for 2,000 records)."""
+        if len(batch) <= GROUP_MAX_MESSAGES:
+            taken = await self._take(conn, batch)
+            fresh_records = set(taken.pending)
+            return [d for d in batch if d.record in fresh_records], taken.claim
+        records = [d.record for d in batch]
+        handled = await lock_handled_offsets(conn, self.consumer_group, records)
+        fresh_records = set(not_handled(records, handled))
+        pending = [d for d in batch if d.record in fresh_records]
+        claim = ClaimResult(fresh=set())
+        if pending:
+            await tx.lock_keys([message_key(d.envelope) for d in pending])
+            claim = await self._claim(conn, [d.claim() for d in pending])
+        await advance_handled_offsets(conn, self.consumer_group, records)
+        return pending, claim
+
     async def hold(self, records: list[RawRecord], exc: BaseException) -> None:
         """`process` failed unexpectedly: flag the stall and wait before the batch comes again.
 
@@ -594,20 +616,13 @@ class RecordProcessor:
             await self._handle_batch([delivery])
 
     async def _apply_batch(self, batch: list[Delivery[Any]], handler: BatchHandler) -> None:
-        records = [d.record for d in batch]
         await self._ensure_days(d.claim() for d in batch)
         todo: list[Delivery[Any]] = []
         reused: list[Delivery[Any]] = []
-        # Step by step, not `take_records`: for thousands of records its one round trip
-        # costs PostgreSQL more than the four statements (32 vs 26 ms for 2,000 records).
         async with self.pool.acquire() as conn, conn.transaction():
             tx = self._new_tx(conn)
-            handled = await lock_handled_offsets(conn, self.consumer_group, records)
-            fresh_records = set(not_handled(records, handled))
-            pending = [d for d in batch if d.record in fresh_records]
+            pending, claim = await self._take_batch(conn, tx, batch)
             if pending:
-                await tx.lock_keys([message_key(d.envelope) for d in pending])
-                claim = await self._claim(conn, [d.claim() for d in pending])
                 todo, reused = _first_copies(pending, claim)
                 if reused:
                     await self._refuse_reused(tx, reused)
@@ -616,7 +631,6 @@ class RecordProcessor:
                     self._complete_unanswered(tx, todo)
                     await self._release_dead_lettered(tx, todo)
                 await tx.flush()
-            await advance_handled_offsets(conn, self.consumer_group, records)
         faults.reach("after_commit")
         labels = (self.service, self.route.logical_topic, self.route.batch_type or "-")
         HANDLED.labels(*labels, "applied").inc(len(todo))

@@ -29,7 +29,7 @@ def build(settings: ServiceSettings | None = None) -> Service:
     service.handles(commands, credits.ChangeCreditCurrency)(handlers.change_credit_currency)
     service.handles(commands, credits.ApplyCredits)(handlers.apply_credits)
     service.handles(commands, credits.ExpireCredits)(handlers.expire_credits)
-    service.handles(topics.INVOICING_EVENTS, invoicing.InvoiceFinalized)(handlers.finalize_invoice)
+    service.handles_batch(topics.INVOICING_EVENTS, invoicing.InvoiceFinalized)(handlers.finalize_invoices)
     service.handles(topics.INVOICING_EVENTS, invoicing.InvoiceVoided)(handlers.void_invoice)
     paid = topics.PAYMENTS_EVENTS
     service.handles(paid, payments.PaymentRecorded)(handlers.record_payment)

@@ -263,7 +263,8 @@ def change_credit_currency(state: CustomerLedger, command: ChangeCreditCurrency,
         raise DomainError(
             "amount_over_limit",
             f"rate {command.rate} would make grant {grant.grant_id} of {grant.amount} worth "
-            f"{format(product.amount, ',f')} {command.currency}, past the limit of {MAX_ABS_AMOUNT:,} "
+            # normalized: the same words whatever the stored amount's trailing zeros
+            f"{format(product.amount.normalize(), ',f')} {command.currency}, past the limit of {MAX_ABS_AMOUNT:,} "
             "for one grant; check the rate",
         )
     converted = product.rounded()

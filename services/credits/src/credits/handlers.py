@@ -17,14 +17,19 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import structlog
+
 from credits import domain
 from credits.change import Cause, Outcome
 from credits.customer import CustomerLedger
 from credits.open_items import changes, wanted_by
-from credits.store import CreditsStore
+from credits.store import CreditsStore, save_arguments
 from tally_contracts import DomainError, Envelope, MessageData
+from tally_contracts.invoicing import InvoiceFinalized
 from tally_contracts.payments import PromotionalCreditsDeducted
-from tally_messaging import MessageHandler, Transaction
+from tally_messaging import Delivery, MessageHandler, Transaction
+
+log = structlog.get_logger()
 
 M = TypeVar("M", bound=MessageData)
 Operation = Callable[[CustomerLedger, M, Cause], Outcome]
@@ -59,15 +64,21 @@ async def _save_and_publish(
     before: CustomerLedger,
     outcome: Outcome,
 ) -> None:
-    if outcome.state is not before:
-        await store.save(
-            changes(before, outcome.state),
-            outcome.state,
-            outcome.entries,
-            outcome.events,
-            cause,
-            message.type,
-        )
+    await store.save_many(_writes(message, cause, before, outcome))
+    _publish(tx, message, outcome)
+
+
+def _writes(
+    message: Envelope[Any], cause: Cause, before: CustomerLedger, outcome: Outcome
+) -> list[list[Any]]:
+    """What `outcome` changed, as `CreditsStore.save_many` takes it (nothing: no write)."""
+    if outcome.state is before:
+        return []
+    done = changes(before, outcome.state)
+    return [save_arguments(done, outcome.state, outcome.entries, outcome.events, cause, message.type)]
+
+
+def _publish(tx: Transaction, message: Envelope[Any], outcome: Outcome) -> None:
     for event in outcome.events:
         tx.publish(message, event, customer_id=outcome.state.customer_id)
 
@@ -91,8 +102,51 @@ apply_credits = _handler(domain.apply_credits)
 expire_credits = _handler(domain.expire_credits)
 
 # invoicing.events
-finalize_invoice = _handler(domain.finalize_invoice)
 void_invoice = _handler(domain.void_invoice)
+
+
+async def finalize_invoices(batch: list[Delivery[InvoiceFinalized]], tx: Transaction) -> None:
+    """Posted invoices by the batch (a bill run posts thousands at once): the customers of a
+    round are loaded together (`CreditsStore.load_many`: the same round trips for one
+    customer or a thousand), then each invoice is decided and saved in offset order, as one
+    handled alone would be. A customer's next invoice in the batch goes in the next round,
+    loaded after the one before it is saved. A refused invoice (a DomainError) changes
+    nothing and is dead-lettered with the reason, as the runtime does for a lone event."""
+    store = CreditsStore(tx.conn)
+    pending = batch
+    while pending:
+        this_round: list[Delivery[InvoiceFinalized]] = []
+        later: list[Delivery[InvoiceFinalized]] = []
+        customers: set[str] = set()
+        for delivery in pending:
+            customer_id = delivery.envelope.customer_id
+            if customer_id in customers:
+                later.append(delivery)
+                continue
+            if customer_id:
+                customers.add(customer_id)
+            this_round.append(delivery)
+        states = await store.load_many(
+            {d.envelope.customer_id: wanted_by(d.envelope.data) for d in this_round if d.envelope.customer_id}
+        )
+        saves: list[list[Any]] = []
+        for delivery in this_round:
+            message = delivery.envelope
+            try:
+                state = states[_customer_id(message)]
+                cause = cause_of(message)
+                outcome = domain.finalize_invoice(state, message.data, cause)
+            except DomainError as rejection:
+                tx.dead_letter(delivery.record, f"rejected: {rejection}")
+                log.info(
+                    "event rejected", message_id=str(message.id), code=rejection.code, reason=rejection.reason
+                )
+                continue
+            saves += _writes(message, cause, state, outcome)
+            _publish(tx, message, outcome)
+        await store.save_many(saves)  # one round trip for the round
+        pending = later
+
 
 # payments.events
 record_payment = _handler(domain.record_payment)

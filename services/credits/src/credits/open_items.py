@@ -124,6 +124,14 @@ def wanted_by(data: MessageData) -> Wanted:
             return Wanted()  # ExpireCredits: grants with credit left are open items
 
 
+def _refund_id(refund: Refund) -> str:
+    return refund.refund_id
+
+
+def _deduction_id(deduction: Deduction) -> str:
+    return deduction.deduction_id
+
+
 def is_open_invoice(invoice: Invoice) -> bool:
     return invoice.status == "open"
 
@@ -217,8 +225,11 @@ def open_items(state: CustomerLedger, wanted: Wanted) -> CustomerLedger:
         invoices=invoices,
         payments=payments,
         applications=applications,
-        refunds=tuple(r for r in state.refunds if r.refund_id in wanted.refund_ids),
-        deductions=tuple(d for d in state.deductions if d.deduction_id in wanted.deduction_ids),
+        # by id: a refund or a deduction is only ever looked up by its id
+        refunds=tuple(sorted((r for r in state.refunds if r.refund_id in wanted.refund_ids), key=_refund_id)),
+        deductions=tuple(
+            sorted((d for d in state.deductions if d.deduction_id in wanted.deduction_ids), key=_deduction_id)
+        ),
         next_seq=state.next_seq,
     )
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncpg import Record
 
@@ -98,7 +98,10 @@ _ACTIVE = (
     " where r.customer_id = a.customer_id and r.application_id = a.application_id)"
 )
 
-_LOAD_CUSTOMER = "select next_seq from credit_customers where customer_id = $1 for update"
+_LOCK_CUSTOMERS = (
+    "select customer_id, next_seq from credit_customers where customer_id = any($1::text[])"
+    " order by customer_id for update"
+)
 _WITHDRAWABLE_LOTS = (
     "select lot_id from credit_lots where customer_id = $1"
     " and (lot_id = any($2::text[]) or (origin_id = any($3::text[])"
@@ -112,57 +115,62 @@ _LOAD_APPLICATION_LINES = (
     "select application_id, line_id, amount from credit_application_lines"
     " where customer_id = $1 and application_id = any($2::text[]) order by application_id, n"
 )
-_LOAD_GRANTS_BY_ID = (
-    f"select {_GRANT_COLUMNS} from credit_grants where customer_id = $1 and grant_id = any($2::text[])"
-)
-_LOAD_LOTS_BY_ID = (
-    f"select {_LOT_COLUMNS} from credit_lots where customer_id = $1 and lot_id = any($2::text[])"
-)
-_LOAD_REFUNDS = (
-    "select refund_id, currency, amount, status from credit_refunds"
-    " where customer_id = $1 and refund_id = any($2::text[])"
-)
-_LOAD_DEDUCTIONS = (
-    "select deduction_id, currency, amount from credit_deductions"
-    " where customer_id = $1 and deduction_id = any($2::text[])"
-)
 
 
-_LOAD_RECORDS = """
+def _named(table: str, alias: str, id_column: str, first: int) -> str:
+    """Rows of `table` named by (customer, id) pairs: parameters `$first` (customers) and
+    `$first+1` (ids), as two arrays of the same length."""
+    return (
+        f"select {alias} from {table} {alias} join unnest(${first}::text[], ${first + 1}::text[]) as n (c, id)"
+        f" on {alias}.customer_id = n.c and {alias}.{id_column} = n.id"
+    )
+
+
+_LOAD_RECORDS = f"""
 select
-    array(select g from credit_grants g where customer_id = $1 and status = 'active' and remaining > 0
-          union select g from credit_grants g where customer_id = $1 and grant_id = any($2::text[])
-          union select g from credit_grants g where $3 and customer_id = $1 and first_eligible_seq > 0)
-        as grants,
-    array(select l from credit_lots l where customer_id = $1 and status = 'active' and remaining <> 0
-          union select l from credit_lots l where customer_id = $1 and lot_id = any($4::text[])
-          union select l from credit_lots l where $3 and customer_id = $1 and first_eligible_seq > 0)
-        as lots,
-    array(select p from credit_payments p where customer_id = $1 and status = 'parked'
-          union select p from credit_payments p where customer_id = $1 and payment_id = any($5::text[]))
-        as payments,
-    array(select i from credit_invoices i where customer_id = $1 and invoice_id = any($6::text[])) as invoices
+    array(select g from credit_grants g
+          where g.customer_id = any($1::text[]) and g.status = 'active' and g.remaining > 0
+          union {_named("credit_grants", "g", "grant_id", 2)}
+          union select g from credit_grants g
+          where g.customer_id = any($4::text[]) and g.first_eligible_seq > 0) as grants,
+    array(select l from credit_lots l
+          where l.customer_id = any($1::text[]) and l.status = 'active' and l.remaining <> 0
+          union {_named("credit_lots", "l", "lot_id", 5)}
+          union select l from credit_lots l
+          where l.customer_id = any($4::text[]) and l.first_eligible_seq > 0) as lots,
+    array(select p from credit_payments p where p.customer_id = any($1::text[]) and p.status = 'parked'
+          union {_named("credit_payments", "p", "payment_id", 7)}) as payments,
+    array({_named("credit_invoices", "i", "invoice_id", 9)}) as invoices
 """
-"""The open grants, lots and payments (`credits.open_items`), those named, and the invoices
-named, in one round trip (whole rows, as arrays; ordered in Python)."""
+"""For customers `$1`: the open grants, lots and payments (`credits.open_items`), those named
+by (customer, id) pairs, the grants and lots still held back (customers `$4`), and the
+invoices named, in one round trip (whole rows, as arrays; ordered in Python)."""
 _LOAD_INVOICE_RECORDS = f"""
 with invoices as (
-    select i from credit_invoices i where customer_id = $1 and status = 'open' and currency = any($2::text[])
-    union select i from credit_invoices i where customer_id = $1 and invoice_id = any($3::text[])
+    select i from credit_invoices i join unnest($1::text[], $2::text[]) as w (c, currency)
+        on i.customer_id = w.c and i.currency = w.currency
+    where i.status = 'open'
+    union {_named("credit_invoices", "i", "invoice_id", 3)}
 ), applications as (
     select a from credit_applications a
-    where a.customer_id = $1 and a.invoice_id in (select (i).invoice_id from invoices) and {_ACTIVE}
+    where (a.customer_id, a.invoice_id) in (select (i).customer_id, (i).invoice_id from invoices)
+    and {_ACTIVE}
 )
 select
     array(select i from invoices) as invoices,
-    array(select l from credit_invoice_lines l where l.customer_id = $1
-          and l.invoice_id in (select (i).invoice_id from invoices where (i).line_count > 0)) as lines,
+    array(select l from credit_invoice_lines l where (l.customer_id, l.invoice_id) in
+          (select (i).customer_id, (i).invoice_id from invoices where (i).line_count > 0)) as lines,
     array(select a from applications) as applications,
-    array(select p from credit_application_lines p where p.customer_id = $1
-          and p.application_id in (select (a).application_id from applications where (a).part_count > 0)) as parts
+    array(select p from credit_application_lines p where (p.customer_id, p.application_id) in
+          (select (a).customer_id, (a).application_id from applications where (a).part_count > 0)) as parts
 """
-"""The open invoices in these currencies and the invoices named, with their lines, their
-active applications and the applications' lines, in one round trip (ordered in Python)."""
+"""The open invoices of (customer, currency) pairs and the invoices named by (customer, id)
+pairs, with their lines, their active applications and the applications' lines, in one
+round trip (ordered in Python)."""
+_LOAD_GRANTS_BY_ID = f"select array({_named('credit_grants', 'g', 'grant_id', 1)})"
+_LOAD_LOTS_BY_ID = f"select array({_named('credit_lots', 'l', 'lot_id', 1)})"
+_LOAD_REFUNDS = f"select array({_named('credit_refunds', 'r', 'refund_id', 1)})"
+_LOAD_DEDUCTIONS = f"select array({_named('credit_deductions', 'd', 'deduction_id', 1)})"
 
 
 def _money(amount: Decimal, currency: str) -> Money:
@@ -205,7 +213,7 @@ def _lot(r: Record) -> CreditLot:
     )
 
 
-def _invoice(r: Record, lines: dict[str, list[InvoiceLine]]) -> Invoice:
+def _invoice(r: Record, lines: Sequence[InvoiceLine] = ()) -> Invoice:
     return Invoice(
         invoice_id=r["invoice_id"],
         total=_money(r["total"], r["currency"]),
@@ -214,18 +222,18 @@ def _invoice(r: Record, lines: dict[str, list[InvoiceLine]]) -> Invoice:
         order=r["sort_order"],
         status=r["status"],
         regenerated_from=r["regenerated_from"],
-        lines=tuple(lines.get(r["invoice_id"], ())),
+        lines=tuple(lines),
     )
 
 
-def _application(r: Record, parts: dict[str, list[LinePart]]) -> Application:
+def _application(r: Record, parts: Sequence[LinePart] = ()) -> Application:
     return Application(
         application_id=r["application_id"],
         invoice_id=r["invoice_id"],
         source_type=r["source_type"],
         source_id=r["source_id"],
         amount=_money(r["amount"], r["currency"]),
-        lines=tuple(parts.get(r["application_id"], ())),
+        lines=tuple(parts),
     )
 
 
@@ -440,6 +448,23 @@ def _invoice_row(i: Invoice) -> tuple[Any, ...]:
     )
 
 
+def save_arguments(
+    changes: Changes,
+    state: CustomerLedger,
+    entries: Iterable[LedgerEntry],
+    events: Iterable[MessageData],
+    cause: Cause,
+    cause_type: str,
+) -> list[Any]:
+    """What `CreditsStore.save` writes, as the arguments of its one statement."""
+    return [
+        changes.customer_id,
+        *_record_arguments(changes, cause),
+        *_entry_arguments(list(entries), cause, cause_type),
+        *_read_model_arguments(state, list(events)),
+    ]
+
+
 def _record_arguments(changes: Changes, cause: Cause) -> list[Any]:
     """The arguments of the record writes, in `_SAVE_PARTS` order (customer to deductions)."""
     lines = [
@@ -533,6 +558,37 @@ def _read_model_arguments(state: CustomerLedger, events: list[MessageData]) -> l
     return [*_columns(rows, 11), *_columns(sums, 3)]
 
 
+def _pairs(ids: Mapping[str, Iterable[str]]) -> tuple[list[str], list[str]]:
+    """(customer, id) pairs as two arrays of one length, for `unnest($n, $n+1)`."""
+    pairs = sorted((customer_id, i) for customer_id, named in ids.items() for i in named)
+    return [c for c, _ in pairs], [i for _, i in pairs]
+
+
+T = TypeVar("T")
+
+
+def _by_customer(
+    customers: Iterable[str], rows: Iterable[Record], make: Callable[[Record], T], key: Callable[[T], str]
+) -> dict[str, dict[str, T]]:
+    """Each customer's records, by id (every customer present, with none or some)."""
+    found: dict[str, dict[str, T]] = {c: {} for c in customers}
+    for row in rows:
+        item = make(row)
+        found[row["customer_id"]][key(item)] = item
+    return found
+
+
+def _keep(row: Record) -> Record:
+    return row
+
+
+def _grouped(customers: Iterable[str], rows: Iterable[Record]) -> dict[str, list[Record]]:
+    found: dict[str, list[Record]] = {c: [] for c in customers}
+    for row in rows:
+        found[row["customer_id"]].append(row)
+    return found
+
+
 class CreditsStore:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
@@ -542,106 +598,164 @@ class CreditsStore:
     async def load(self, customer_id: str, wanted: Wanted) -> CustomerLedger:
         """The customer's open items and what `wanted` names (`credits.open_items`), the
         customer row locked until commit; an empty ledger if the customer is new."""
+        return (await self.load_many({customer_id: wanted}))[customer_id]
+
+    async def load_many(self, wanted: Mapping[str, Wanted]) -> dict[str, CustomerLedger]:
+        """`load` for several customers in the same round trips (three for any number of
+        customers; more only for a withdrawal's lookups or an application whose source is
+        no longer open): the customers' rows locked in sorted order until commit."""
         conn = self.conn
-        next_seq = await conn.fetchval(_LOAD_CUSTOMER, customer_id)
+        customers = sorted(wanted)
+        next_seq = {r["customer_id"]: r["next_seq"] for r in await conn.fetch(_LOCK_CUSTOMERS, customers)}
+        named_invoices: dict[str, set[str]] = {}
+        lot_ids: dict[str, set[str]] = {}
+        for customer_id in customers:
+            named, withdrawable = await self._withdrawal(customer_id, wanted[customer_id])
+            named_invoices[customer_id] = set(wanted[customer_id].invoice_ids) | named
+            lot_ids[customer_id] = set(wanted[customer_id].lot_ids) | withdrawable
+        found = await conn.fetchrow(
+            _LOAD_RECORDS,
+            customers,
+            *_pairs({c: w.grant_ids for c, w in wanted.items()}),
+            [c for c in customers if wanted[c].held],
+            *_pairs(lot_ids),
+            *_pairs({c: w.payment_ids for c, w in wanted.items()}),
+            *_pairs(named_invoices),
+        )
+        assert found is not None  # one row, always
+        grants = _by_customer(customers, found["grants"], _grant, key=lambda g: g.grant_id)
+        lots = _by_customer(customers, found["lots"], _lot, key=lambda lot: lot.lot_id)
+        payments = _grouped(customers, found["payments"])
+        named_rows = _by_customer(customers, found["invoices"], _keep, key=lambda r: r["invoice_id"])
+        currencies = {
+            c: credit_currencies(
+                wanted[c],
+                grants[c].values(),
+                lots[c].values(),
+                (_invoice(r) for r in named_rows[c].values()),
+                (_payment(r) for r in payments[c]),
+            )
+            for c in customers
+        }
+        invoices, applications = await self._invoices_and_applications(
+            currencies, {c: set(rows) for c, rows in named_rows.items()}
+        )
+        await self._sources_not_open(applications, grants, lots)
+        refunds = _grouped(
+            customers, await self._named_rows(_LOAD_REFUNDS, {c: w.refund_ids for c, w in wanted.items()})
+        )
+        deductions = _grouped(
+            customers,
+            await self._named_rows(_LOAD_DEDUCTIONS, {c: w.deduction_ids for c, w in wanted.items()}),
+        )
+        return {
+            c: CustomerLedger(
+                customer_id=c,
+                grants=tuple(sorted(grants[c].values(), key=lambda g: g.seq)),
+                lots=tuple(sorted(lots[c].values(), key=lambda lot: lot.seq)),
+                invoices=tuple(invoices[c]),
+                payments=tuple(_payment(r) for r in sorted(payments[c], key=lambda r: r["position"])),
+                applications=tuple(applications[c]),
+                refunds=tuple(
+                    Refund(r["refund_id"], _money(r["amount"], r["currency"]), r["status"])
+                    for r in sorted(refunds[c], key=lambda r: r["refund_id"])
+                ),
+                deductions=tuple(
+                    Deduction(r["deduction_id"], _money(r["amount"], r["currency"]))
+                    for r in sorted(deductions[c], key=lambda r: r["deduction_id"])
+                ),
+                next_seq=next_seq.get(c) or 1,
+            )
+            for c in customers
+        }
+
+    async def _withdrawal(self, customer_id: str, wanted: Wanted) -> tuple[set[str], set[str]]:
+        """The invoices paid from the payments and lots `wanted` names, and the lots a
+        withdrawal may take back (none asked: no query)."""
+        conn = self.conn
         withdrawable: list[str] = []
         if wanted.lot_ids or wanted.lots_of_payments:
             rows = await conn.fetch(
                 _WITHDRAWABLE_LOTS, customer_id, sorted(wanted.lot_ids), sorted(wanted.lots_of_payments)
             )
             withdrawable = [r["lot_id"] for r in rows]
-        named_ids = set(wanted.invoice_ids)
+        named: set[str] = set()
         if wanted.payment_ids or withdrawable:
             rows = await conn.fetch(_PAYING_FROM, customer_id, [*sorted(wanted.payment_ids), *withdrawable])
-            named_ids |= {
+            named = {
                 r["invoice_id"]
                 for r in rows
                 if (r["source_type"] == "payment" and r["source_id"] in wanted.payment_ids)
                 or (r["source_type"] == "credit_balance" and r["source_id"] in withdrawable)
             }
-        grant_ids, lot_ids = set(wanted.grant_ids), set(wanted.lot_ids) | set(withdrawable)
-        found = await conn.fetchrow(
-            _LOAD_RECORDS,
-            customer_id,
-            sorted(grant_ids),
-            wanted.held,
-            sorted(lot_ids),
-            sorted(wanted.payment_ids),
-            sorted(named_ids),
-        )
-        assert found is not None  # one row, always
-        grants = {g.grant_id: g for g in map(_grant, found["grants"])}
-        lots = {lot.lot_id: lot for lot in map(_lot, found["lots"])}
-        payments = [_payment(r) for r in sorted(found["payments"], key=lambda r: r["position"])]
-        named = [_invoice(r, {}) for r in found["invoices"]]
-        currencies = credit_currencies(wanted, grants.values(), lots.values(), named, payments)
-        invoices: list[Invoice] = []
-        applications: list[Application] = []
-        if currencies or named:
-            invoices, applications = await self._invoices_and_applications(
-                customer_id, sorted(currencies), sorted(i.invoice_id for i in named)
-            )
-        missing_grants = sorted(
-            {a.source_id for a in applications if a.source_type == "promotional"} - grants.keys()
-        )
-        if missing_grants:
-            rows = await conn.fetch(_LOAD_GRANTS_BY_ID, customer_id, missing_grants)
-            grants.update((g.grant_id, g) for g in map(_grant, rows))
-        missing_lots = sorted(
-            {a.source_id for a in applications if a.source_type == "credit_balance"} - lots.keys()
-        )
-        if missing_lots:
-            rows = await conn.fetch(_LOAD_LOTS_BY_ID, customer_id, missing_lots)
-            lots.update((lot.lot_id, lot) for lot in map(_lot, rows))
-        refunds: list[Refund] = []
-        if wanted.refund_ids:
-            rows = await conn.fetch(_LOAD_REFUNDS, customer_id, sorted(wanted.refund_ids))
-            refunds = [Refund(r["refund_id"], _money(r["amount"], r["currency"]), r["status"]) for r in rows]
-        deductions: list[Deduction] = []
-        if wanted.deduction_ids:
-            rows = await conn.fetch(_LOAD_DEDUCTIONS, customer_id, sorted(wanted.deduction_ids))
-            deductions = [Deduction(r["deduction_id"], _money(r["amount"], r["currency"])) for r in rows]
-        return CustomerLedger(
-            customer_id=customer_id,
-            grants=tuple(sorted(grants.values(), key=lambda g: g.seq)),
-            lots=tuple(sorted(lots.values(), key=lambda lot: lot.seq)),
-            invoices=tuple(invoices),
-            payments=tuple(payments),
-            applications=tuple(applications),
-            refunds=tuple(refunds),
-            deductions=tuple(deductions),
-            next_seq=1 if next_seq is None else next_seq,
-        )
+        return named, set(withdrawable)
 
     async def _invoices_and_applications(
-        self, customer_id: str, currencies: list[str], invoice_ids: list[str]
-    ) -> tuple[list[Invoice], list[Application]]:
-        """The open invoices in `currencies` and those named, by seq, with their lines; and
-        the active applications on them, in the order they were made, with their lines."""
-        found = await self.conn.fetchrow(_LOAD_INVOICE_RECORDS, customer_id, currencies, invoice_ids)
+        self, currencies: Mapping[str, Iterable[str]], named: Mapping[str, Iterable[str]]
+    ) -> tuple[dict[str, list[Invoice]], dict[str, list[Application]]]:
+        """Per customer: its open invoices in its `currencies` and those `named`, by seq, with
+        their lines; and the active applications on them, in the order they were made."""
+        invoices: dict[str, list[Invoice]] = {c: [] for c in currencies}
+        applications: dict[str, list[Application]] = {c: [] for c in currencies}
+        if not any(currencies.values()) and not any(named.values()):
+            return invoices, applications
+        found = await self.conn.fetchrow(_LOAD_INVOICE_RECORDS, *_pairs(currencies), *_pairs(named))
         assert found is not None  # one row, always
         rows = sorted(found["invoices"], key=lambda r: r["seq"])
-        currency = {r["invoice_id"]: r["currency"] for r in rows}
-        lines: dict[str, list[InvoiceLine]] = {}
-        for line in sorted(found["lines"], key=lambda r: (r["invoice_id"], r["n"])):
-            invoice_id = line["invoice_id"]
-            lines.setdefault(invoice_id, []).append(
+        currency = {(r["customer_id"], r["invoice_id"]): r["currency"] for r in rows}
+        lines: dict[tuple[str, str], list[InvoiceLine]] = {}
+        for line in sorted(found["lines"], key=lambda r: (r["customer_id"], r["invoice_id"], r["n"])):
+            invoice = (line["customer_id"], line["invoice_id"])
+            lines.setdefault(invoice, []).append(
                 InvoiceLine(
-                    line["line_id"],
-                    line["kind"],
-                    line["service"],
-                    _money(line["amount"], currency[invoice_id]),
+                    line["line_id"], line["kind"], line["service"], _money(line["amount"], currency[invoice])
                 )
             )
+        for r in rows:
+            invoices[r["customer_id"]].append(_invoice(r, lines.get((r["customer_id"], r["invoice_id"]), [])))
         applied = sorted(found["applications"], key=lambda r: r["position"])
-        of_application = {r["application_id"]: r["currency"] for r in applied}
-        parts: dict[str, list[LinePart]] = {}
-        for part in sorted(found["parts"], key=lambda r: (r["application_id"], r["n"])):
-            application_id = part["application_id"]
-            parts.setdefault(application_id, []).append(
-                LinePart(part["line_id"], _money(part["amount"], of_application[application_id]))
+        of_application = {(r["customer_id"], r["application_id"]): r["currency"] for r in applied}
+        parts: dict[tuple[str, str], list[LinePart]] = {}
+        for part in sorted(found["parts"], key=lambda r: (r["customer_id"], r["application_id"], r["n"])):
+            application = (part["customer_id"], part["application_id"])
+            parts.setdefault(application, []).append(
+                LinePart(part["line_id"], _money(part["amount"], of_application[application]))
             )
-        return [_invoice(r, lines) for r in rows], [_application(r, parts) for r in applied]
+        for r in applied:
+            applications[r["customer_id"]].append(
+                _application(r, parts.get((r["customer_id"], r["application_id"]), []))
+            )
+        return invoices, applications
+
+    async def _sources_not_open(
+        self,
+        applications: Mapping[str, list[Application]],
+        grants: dict[str, dict[str, PromotionalGrant]],
+        lots: dict[str, dict[str, CreditLot]],
+    ) -> None:
+        """Adds the grants and lots the loaded applications were paid from that are not open
+        (spent, expired): the domain reads an application's source."""
+        missing_grants = {
+            c: {a.source_id for a in applied if a.source_type == "promotional"} - grants[c].keys()
+            for c, applied in applications.items()
+        }
+        for r in await self._named_rows(_LOAD_GRANTS_BY_ID, missing_grants):
+            grant = _grant(r)
+            grants[r["customer_id"]][grant.grant_id] = grant
+        missing_lots = {
+            c: {a.source_id for a in applied if a.source_type == "credit_balance"} - lots[c].keys()
+            for c, applied in applications.items()
+        }
+        for r in await self._named_rows(_LOAD_LOTS_BY_ID, missing_lots):
+            lot = _lot(r)
+            lots[r["customer_id"]][lot.lot_id] = lot
+
+    async def _named_rows(self, query: str, ids: Mapping[str, Iterable[str]]) -> list[Record]:
+        """The rows `query` selects for (customer, id) pairs (no pairs, no query)."""
+        customers, named = _pairs(ids)
+        if not customers:
+            return []
+        return list(await self.conn.fetchval(query, customers, named))
 
     async def _with_parts(self, customer_id: str, rows: list[Record]) -> list[Application]:
         parts: dict[str, list[LinePart]] = {}
@@ -653,7 +767,7 @@ class CreditsStore:
                 parts.setdefault(application_id, []).append(
                     LinePart(part["line_id"], _money(part["amount"], currency[application_id]))
                 )
-        return [_application(r, parts) for r in rows]
+        return [_application(r, parts.get(r["application_id"], ())) for r in rows]
 
     async def save(
         self,
@@ -667,13 +781,13 @@ class CreditsStore:
         """Write what changed, in one round trip: records upserted, applications, releases,
         refunds, deductions and ledger entries appended, the read models updated. `state` is
         the outcome's."""
-        await self.conn.execute(
-            _SAVE,
-            changes.customer_id,
-            *_record_arguments(changes, cause),
-            *_entry_arguments(list(entries), cause, cause_type),
-            *_read_model_arguments(state, list(events)),
-        )
+        await self.conn.execute(_SAVE, *save_arguments(changes, state, entries, events, cause, cause_type))
+
+    async def save_many(self, saves: Sequence[Sequence[Any]]) -> None:
+        """Several `save`s (each `save_arguments(...)`, in order) in one round trip: asyncpg
+        pipelines the executions."""
+        if saves:
+            await self.conn.executemany(_SAVE, saves)
 
     # -- reads -----------------------------------------------------------------------
 
