@@ -216,13 +216,14 @@ class RecordProcessor:
                     group = []
                 run.append(Delivery(result, record))
                 continue
+            if isinstance(result, Envelope) and result.type not in self.route.handlers:
+                # No state, no answer: the run or the group around it goes on.
+                HANDLED.labels(self.service, self.route.logical_topic, result.type, "ignored").inc()
+                continue
             if run:
                 await self._handle_batch(run)
                 run = []
             if isinstance(result, Envelope):
-                if result.type not in self.route.handlers:  # no state, no answer: the group goes on
-                    HANDLED.labels(self.service, self.route.logical_topic, result.type, "ignored").inc()
-                    continue
                 group.append(Delivery(result, record))
                 if len(group) == GROUP_MAX_MESSAGES:
                     await self._handle_group(group)
