@@ -36,8 +36,8 @@ class ServiceSettings(BaseSettings):
     batch_max_records: int = 2000
     consumer_wait_ms: int = Field(default=10, ge=1)
     """How long a consumer's poll waits for records. FastStream sleeps as long again after a
-    poll that found none, so this bounds what an idle consumer adds to a record's latency (up
-    to twice it); 100 ms added about 75 ms per hop to a flow of five hops."""
+    poll that found none (its batch subscriber's loop), so a record that arrives meanwhile
+    waits up to twice this; it was 100 ms."""
     relay_batch_size: int = 1000
     pool_max_size: int = 10
     startup_timeout_seconds: float = Field(default=300.0, gt=0)
