@@ -557,7 +557,7 @@ class RecordProcessor:
                 if envelope.data.is_command:
                     tx.reject(envelope, rejection.code, rejection.reason)
                 else:
-                    tx.dead_letter(delivery.record, f"rejected: {rejection}")
+                    tx.dead_letter_rejected(delivery.record, rejection)
                 log.info("command rejected", code=rejection.code, reason=rejection.reason)
             await tx.flush()
             await self._release_dead_lettered(tx, [delivery])

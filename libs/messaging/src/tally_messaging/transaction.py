@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tally_contracts import CommandRejected, Envelope, MessageData, message_key
+from tally_contracts import CommandRejected, DomainError, Envelope, MessageData, message_key
 from tally_messaging.db import DbConnection
 from tally_messaging.dead_letters import dead_letter_row
 from tally_messaging.outbox import OutboxRow, write_outbox
@@ -94,6 +94,11 @@ class Transaction:
     def dead_letter(self, record: RawRecord, error: str) -> None:
         self._rows.append(dead_letter_row(record, error, self.consumer))
         self.dead_lettered.append(record)
+
+    def dead_letter_rejected(self, record: RawRecord, rejection: DomainError) -> None:
+        """Dead-letter an event its handler refused, naming the rule it broke (the runtime's
+        answer to a lone event's DomainError; a batch handler refusing one of its events)."""
+        self.dead_letter(record, f"rejected: {rejection}")
 
     def discard(self) -> None:
         self._rows.clear()

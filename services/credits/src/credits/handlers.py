@@ -137,7 +137,7 @@ async def finalize_invoices(batch: list[Delivery[InvoiceFinalized]], tx: Transac
                 cause = cause_of(message)
                 outcome = domain.finalize_invoice(state, message.data, cause)
             except DomainError as rejection:
-                tx.dead_letter(delivery.record, f"rejected: {rejection}")
+                tx.dead_letter_rejected(delivery.record, rejection)
                 log.info(
                     "event rejected", message_id=str(message.id), code=rejection.code, reason=rejection.reason
                 )
